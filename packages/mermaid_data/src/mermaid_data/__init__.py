@@ -1,0 +1,1 @@
+"""mermaid_data: the MERMAID + CoralNet annotation lake."""

@@ -1,0 +1,1 @@
+"""mermaid_train: train pyspacer classifiers from lake snapshots."""
