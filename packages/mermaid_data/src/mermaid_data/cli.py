@@ -1,0 +1,190 @@
+"""``mermaid-data``: ingest sources into the lake, query it with SQL, inspect its history."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mermaid_data.errors import MermaidDataError, SourceFormatError
+from mermaid_data.lake import Lake
+from mermaid_data.progress import default_progress
+from mermaid_data.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Print MermaidDataError as one line (no stack trace) and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MermaidDataError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")]
+
+
+def read_sources_csv(path: Path) -> list[str]:
+    """CoralNet source ids from a CSV with an ``id`` column (extra columns ignored)."""
+    import csv
+
+    from mermaid_data.sources.coralnet import parse_source_ids
+
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise SourceFormatError(f"cannot read ({exc.strerror})", where=where, fix="check the path") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise SourceFormatError("empty file", where=where, fix="write a header line 'id' then one id per line")
+    header = [h.strip().lower() for h in rows[0]]
+    if "id" not in header:
+        raise SourceFormatError(
+            f"no 'id' column (header: {rows[0]})", where=where, row=1, column="id",
+            fix="name the column of CoralNet source ids 'id'",
+        )
+    index = header.index("id")
+    return parse_source_ids([r[index] if len(r) > index else "" for r in rows[1:]], where=where)
+
+
+@app.command()
+@user_errors
+def ingest(
+    lake: LakeOpt = None,
+    mermaid: Annotated[Optional[str], typer.Option(help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
+    coralnet: Annotated[Optional[str], typer.Option(help="Root URI holding s<id>/annotations.csv")] = None,
+    coralnet_sources: Annotated[Optional[Path], typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
+    api: Annotated[Optional[str], typer.Option(help="MERMAID API base URL or a local directory of pages; 'none' skips")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with row counts; write nothing")] = False,
+) -> None:
+    """Materialize MERMAID and CoralNet annotations and the MERMAID taxonomy into the lake."""
+    from mermaid_data.ingest import ingest as run_ingest
+
+    settings = get_settings()
+    mermaid_uri = settings.annotations_uri if mermaid is None else (None if mermaid.lower() == "none" else mermaid)
+    coralnet_uri = coralnet if coralnet is not None else settings.coralnet_root_uri
+    api_uri = settings.api_url if api is None else (None if api.lower() == "none" else api)
+    only = read_sources_csv(coralnet_sources) if coralnet_sources else None
+    the_lake = Lake.open(lake)
+    report = run_ingest(
+        the_lake, mermaid_uri=mermaid_uri, coralnet_uri=coralnet_uri, coralnet_sources=only,
+        api=api_uri, dry_run=dry_run, progress=default_progress(),
+    )
+    print_report(report, the_lake)
+
+
+def print_report(report, lake: Lake) -> None:
+    plan = Table(title="dry run: plan" if report.dry_run else "sources", show_lines=False)
+    for col in ("site", "source", "action", "rows", "uri"):
+        plan.add_column(col, justify="right" if col == "rows" else "left")
+    changed = report.changed
+    shown = changed[:40]
+    for p in shown:
+        plan.add_row(str(p.site), p.source_id, p.action, "" if p.rows is None else f"{p.rows:,}", p.uri)
+    unchanged = len(report.plan) - len(changed)
+    console.print(plan)
+    extra = f" (+{len(changed) - len(shown)} more changed)" if len(changed) > len(shown) else ""
+    console.print(f"{len(changed)} source(s) to write{extra}, {unchanged} unchanged; taxonomy: {report.taxonomy_action}")
+    if report.dry_run:
+        console.print("dry run: nothing was written")
+        return
+    if report.versions_written:
+        console.print("versions written: " + ", ".join(f"{k}@v{v}" for k, v in sorted(report.versions_written.items())))
+    else:
+        console.print("nothing changed: no new table versions")
+    if report.summary:
+        summary = Table(title=f"lake {lake}")
+        summary.add_column("figure")
+        summary.add_column("value", justify="right")
+        for key, value in report.summary.items():
+            summary.add_row(key.replace("_", " "), f"{value:,}")
+        console.print(summary)
+
+
+@app.command()
+@user_errors
+def sql(
+    query: Annotated[str, typer.Argument(help="A DuckDB SQL query over the lake's views")],
+    lake: LakeOpt = None,
+    format: Annotated[str, typer.Option("--format", help="table|csv|json|parquet")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file instead of stdout")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="annotations Delta version (others as of its time) or an ISO time")] = None,
+) -> None:
+    """Run SQL over views of every lake table plus annotations_mapped."""
+    from mermaid_data.errors import ConfigError
+
+    if format not in ("table", "csv", "json", "parquet"):
+        raise ConfigError(f"unknown --format {format!r}", fix="use table, csv, json or parquet")
+    if format == "parquet" and output is None:
+        raise ConfigError("--format parquet needs --output FILE", fix="add --output result.parquet")
+    frame = Lake.open(lake).sql(query, as_of=as_of)
+    write_frame(frame, format, output)
+
+
+def write_frame(frame: pl.DataFrame, format: str, output: Path | None) -> None:
+    if format == "parquet":
+        frame.write_parquet(output)
+    elif format == "csv":
+        text = frame.write_csv()
+        output.write_text(text) if output else sys.stdout.write(text)
+    elif format == "json":
+        text = frame.write_json()
+        output.write_text(text) if output else sys.stdout.write(text + "\n")
+    else:
+        table = Table(show_lines=False)
+        for name in frame.columns:
+            table.add_column(name)
+        for row in frame.head(200).iter_rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        target = Console(file=output.open("w")) if output else console
+        target.print(table)
+        if frame.height > 200:
+            target.print(f"... {frame.height - 200:,} more rows (use --format csv --output FILE for all)")
+
+
+@app.command()
+@user_errors
+def history(lake: LakeOpt = None, table: Annotated[Optional[str], typer.Option(help="Only this table")] = None) -> None:
+    """List each table's Delta versions: time, operation, rows added/removed, which sources."""
+    the_lake = Lake.open(lake)
+    the_lake.require()
+    frame = the_lake.history()
+    if table:
+        frame = frame.filter(pl.col("table") == table)
+    write_frame(frame.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S")), "table", None)
+
+
+@app.command("demo-sources")
+@user_errors
+def demo_sources(
+    dest: Annotated[Path, typer.Argument(help="Folder to write mermaid/, coralnet/ and api/ into")],
+    scale: Annotated[str, typer.Option(help="tiny|small|medium|large")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes")] = 0,
+    features: Annotated[bool, typer.Option("--features/--no-features", help="Write feature vector files")] = True,
+    annotations: Annotated[Optional[int], typer.Option(help="Total annotation rows (overrides --scale)")] = None,
+) -> None:
+    """Write an offline copy of the real source layouts (MERMAID, CoralNet, API pages) from a seed."""
+    from mermaid_data.demo import generate_demo_sources
+
+    summary = generate_demo_sources(dest, scale=scale, seed=seed, features=features, annotations=annotations)
+    console.print(summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,239 @@
+"""The lake: Delta tables under ``<lake>/tables/<name>/``, queried with DuckDB over pinned versions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from mermaid_data import duck, storage
+from mermaid_data.errors import LakeError
+from mermaid_data.settings import get_settings
+from mermaid_data.sqlfiles import load_sql
+from mermaid_data.tables import TABLES, TableSpec
+
+#: Views defined in sql/views/, created in this order on top of the table scans.
+DERIVED_VIEWS = (
+    "annotations",
+    "label_mapping_resolved",
+    "label_mapping_conflicts",
+    "annotations_mapped",
+    "unmapped_annotations",
+)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake at a URI (local directory or ``s3://bucket/prefix``)."""
+
+    uri: storage.Uri
+
+    @classmethod
+    def open(cls, uri: str | None = None) -> Lake:
+        """Open the lake at ``uri`` (default: the ``MERMAID_LAKE_URI`` setting, ``./lake``)."""
+        return cls(storage.Uri.parse(uri or get_settings().lake_uri))
+
+    def __str__(self) -> str:
+        return str(self.uri)
+
+    # ---- Delta tables -------------------------------------------------------------------------
+
+    def table_uri(self, name: str) -> str:
+        return str(self.uri.join("tables", name))
+
+    def delta(self, name: str, version: int | None = None) -> DeltaTable | None:
+        """The Delta table ``name`` (at ``version``), or None if it was never written."""
+        try:
+            return DeltaTable(
+                self.table_uri(name), version=version, storage_options=storage.delta_storage_options()
+            )
+        except TableNotFoundError:
+            return None
+        except Exception as exc:  # deltalake raises plain errors for bad versions and I/O
+            if "not found" in str(exc).lower() and version is None:
+                return None
+            if version is not None and "version" in str(exc).lower():
+                raise LakeError(
+                    f"table {name!r} has no version {version}",
+                    where=self.table_uri(name),
+                    fix="run `mermaid-data history` to see the versions that exist",
+                ) from exc
+            raise LakeError(
+                f"cannot read table {name!r}: {exc}",
+                where=self.table_uri(name),
+                fix="check the lake URI and storage credentials",
+            ) from exc
+
+    def exists(self) -> bool:
+        """True once ``ingest`` has committed the annotations table."""
+        return self.delta("annotations") is not None
+
+    def require(self) -> None:
+        if not self.exists():
+            raise LakeError(
+                "no lake here (no annotations table)",
+                where=str(self.uri),
+                fix="run `mermaid-data ingest --lake URI` first, or pass the right --lake / MERMAID_LAKE_URI",
+            )
+
+    def versions(self) -> dict[str, int]:
+        """Current Delta version of every table that exists."""
+        out = {}
+        for name in TABLES:
+            table = self.delta(name)
+            if table is not None:
+                out[name] = table.version()
+        return out
+
+    def versions_as_of(self, as_of: int | str | datetime) -> dict[str, int]:
+        """Pinned versions for ``--as-of``: an annotations version (others as of its commit time) or a time."""
+        if isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit()):
+            version = int(as_of)
+            annotations = self.delta("annotations")
+            if annotations is None or version > annotations.version() or version < 0:
+                latest = annotations.version() if annotations else "none"
+                raise LakeError(
+                    f"annotations has no version {version} (latest: {latest})",
+                    where=self.table_uri("annotations"),
+                    fix="run `mermaid-data history` to list versions",
+                )
+            stamps = {e["version"]: e["timestamp"] for e in annotations.history()}
+            moment = datetime.fromtimestamp(stamps[version] / 1000, tz=timezone.utc)
+            pinned = {"annotations": version}
+        else:
+            moment = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            pinned = {}
+        cutoff_ms = moment.timestamp() * 1000
+        for name in TABLES:
+            if name in pinned:
+                continue
+            table = self.delta(name)
+            if table is None:
+                continue
+            older = [e["version"] for e in table.history() if e["timestamp"] <= cutoff_ms]
+            if older:
+                pinned[name] = max(older)
+        return pinned
+
+    # ---- DuckDB -------------------------------------------------------------------------------
+
+    def connect(self, versions: Mapping[str, int] | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with a view per table (at ``versions`` if given) and the derived views.
+
+        A table missing from ``versions`` (when given) is read as empty: it did not exist then.
+        """
+        con = duck.connect(s3=self.uri.is_s3 or True)
+        for name, spec in TABLES.items():
+            if versions is None:
+                table = self.delta(name)
+            elif name in versions:
+                table = self.delta(name, versions[name])
+            else:
+                table = None
+            view = "annotations_stored" if name == "annotations" else name
+            _create_scan_view(con, view, spec, table)
+        for view in DERIVED_VIEWS:
+            con.execute(f"CREATE VIEW {view} AS {load_sql(f'views/{view}')}")
+        return con
+
+    def sql(
+        self,
+        query: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        *,
+        as_of: int | str | datetime | None = None,
+    ) -> pl.DataFrame:
+        """Run one query over the lake's views and return a polars DataFrame."""
+        self.require()
+        versions = self.versions_as_of(as_of) if as_of is not None else None
+        con = self.connect(versions)
+        try:
+            result = con.execute(query, params) if params else con.execute(query)
+            return pl.from_arrow(result.to_arrow_table())
+        except duckdb.Error as exc:
+            raise LakeError(
+                f"query failed: {str(exc).splitlines()[0]}",
+                fix="check the SQL; `mermaid-data sql \"SHOW TABLES\"` lists the views",
+            ) from exc
+        finally:
+            con.close()
+
+    def history(self) -> pl.DataFrame:
+        """Every table's Delta versions: time, operation, rows added/removed and which sources."""
+        rows = []
+        for name in TABLES:
+            table = self.delta(name)
+            if table is None:
+                continue
+            for entry in table.history():
+                metrics = entry.get("operationMetrics") or {}
+                rows.append(
+                    {
+                        "table": name,
+                        "version": int(entry["version"]),
+                        "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
+                        "operation": entry.get("operation", ""),
+                        "rows_added": int(metrics.get("num_added_rows", 0) or 0),
+                        "rows_removed": int(entry.get("mermaid.rows_removed", 0) or 0),
+                        "sources": entry.get("mermaid.sources", ""),
+                    }
+                )
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "table": pl.String,
+                "version": pl.Int64,
+                "timestamp": pl.Datetime("us", "UTC"),
+                "operation": pl.String,
+                "rows_added": pl.Int64,
+                "rows_removed": pl.Int64,
+                "sources": pl.String,
+            },
+        )
+        return frame.sort(["table", "version"])
+
+
+def _create_scan_view(
+    con: duckdb.DuckDBPyConnection, view: str, spec: TableSpec, table: DeltaTable | None
+) -> None:
+    """Create ``view`` reading the Delta table's current files with DuckDB's native Parquet reader."""
+    columns = ", ".join(f'"{f.name}"' for f in spec.schema)
+    files = table.file_uris() if table is not None else []
+    if not files:
+        empty = pa.Table.from_batches([], schema=spec.schema)
+        con.register(f"__empty_{view}", empty)
+        con.execute(f"CREATE VIEW {view} AS SELECT {columns} FROM __empty_{view}")
+        return
+    file_list = "[" + ", ".join(_quote(f) for f in files) + "]"
+    if spec.partition_by:
+        hive_types = ", ".join(f"'{c}': VARCHAR" for c in spec.partition_by)
+        options = f"hive_partitioning = true, hive_types = {{{hive_types}}}, union_by_name = true"
+    else:
+        options = "hive_partitioning = false, union_by_name = true"
+    con.execute(f"CREATE VIEW {view} AS SELECT {columns} FROM read_parquet({file_list}, {options})")
+
+
+def commit_metadata(sources: list[str], rows_removed: int = 0) -> dict[str, str]:
+    """Custom commit info recorded with each write, shown by ``mermaid-data history``."""
+    text = ",".join(sources)
+    if len(text) > 500:
+        text = ",".join(sources[:50]) + f",... ({len(sources)} sources)"
+    return {"mermaid.sources": text, "mermaid.rows_removed": str(rows_removed)}
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,40 @@
+"""One settings object, read from environment variables and an optional ``.env`` file.
+
+The standard ``AWS_*`` variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_REGION``...) and
+``MLFLOW_TRACKING_URI`` are read by boto3 / DuckDB / MLflow as-is; they are not duplicated here.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MERMAID_PUBLIC_ANNOTATIONS_URI = (
+    "s3://coral-reef-training/mermaid/mermaid_confirmed_annotations.parquet"
+)
+MERMAID_PUBLIC_API_URL = "https://api.datamermaid.org/v1/"
+
+
+class Settings(BaseSettings):
+    """Where the lake and the sources live, and how patient network calls are."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    lake_uri: str = Field(default="./lake", validation_alias="MERMAID_LAKE_URI")
+    annotations_uri: str = Field(
+        default=MERMAID_PUBLIC_ANNOTATIONS_URI, validation_alias="MERMAID_ANNOTATIONS_URI"
+    )
+    coralnet_root_uri: str | None = Field(default=None, validation_alias="CORALNET_ROOT_URI")
+    api_url: str = Field(default=MERMAID_PUBLIC_API_URL, validation_alias="MERMAID_API_URL")
+    s3_anonymous: bool = Field(default=False, validation_alias="MERMAID_S3_ANONYMOUS")
+    missing_features_allowed: float = Field(
+        default=5.0, validation_alias="MERMAID_MISSING_FEATURES_ALLOWED"
+    )
+    network_timeout_s: float = Field(default=10.0, validation_alias="MERMAID_NETWORK_TIMEOUT_S")
+    network_retries: int = Field(default=3, validation_alias="MERMAID_NETWORK_RETRIES")
+    duckdb_memory_limit: str = Field(default="3GB", validation_alias="MERMAID_DUCKDB_MEMORY_LIMIT")
+
+
+def get_settings() -> Settings:
+    """Read settings fresh (env vars can change between calls in tests)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Source adapters: read the public inputs (MERMAID API, annotation files, CoralNet buckets)."""

@@ -1,0 +1,199 @@
+"""CoralNet adapter: per-source ``s<id>/annotations.csv`` files under one root (local or S3).
+
+Required columns ``Image ID, Row, Column, Label ID`` (integers; any case/order, a UTF-8 BOM, CRLF and
+extra columns are fine). Feature vectors: ``s<id>/features/i<image_id>.featurevector``. The CSV reader
+types and range-checks every value (row/col 0..65535, ids non-negative integers); the first bad value
+raises SourceFormatError naming the file, line and column.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import duckdb
+
+from mermaid_data import storage
+from mermaid_data.errors import ConfigError, SourceFormatError
+from mermaid_data.sources.columns import match_columns
+
+REQUIRED = {"image_id": "Image ID", "row": "Row", "col": "Column", "label_id": "Label ID"}
+TYPES = {"image_id": "UBIGINT", "row": "USMALLINT", "col": "USMALLINT", "label_id": "UBIGINT"}
+EXPECTED = {
+    "image_id": "a non-negative integer image id",
+    "row": "an integer 0..65535",
+    "col": "an integer 0..65535",
+    "label_id": "a non-negative integer label id",
+}
+FIX = "CoralNet annotations.csv needs columns 'Image ID,Row,Column,Label ID' (integers)"
+SOURCE_DIR = re.compile(r"^s(\d+)$")
+_HEADER_BYTES = 64 * 1024
+_NO_NULLS = "\x01"  # nullstr that never occurs: an empty field is then a cast error, not a NULL
+
+
+@dataclass(frozen=True)
+class CoralNetSource:
+    """One CoralNet source under the root: where its CSV and its feature objects are."""
+
+    source_id: str  # decimal digits, e.g. "23"
+    root: storage.Uri
+
+    @property
+    def prefix(self) -> str:
+        return f"s{self.source_id}"
+
+    @property
+    def annotations_uri(self) -> storage.Uri:
+        return self.root.join(self.prefix, "annotations.csv")
+
+    @property
+    def features_uri(self) -> storage.Uri:
+        return self.root.join(self.prefix, "features")
+
+
+def parse_source_ids(values: Iterable[str], *, where: str) -> list[str]:
+    """Validate CoralNet source ids (integers, optionally written 's23'); never build paths from others."""
+    out = []
+    for line, raw in enumerate(values, start=2):
+        text = raw.strip()
+        if not text:
+            continue
+        digits = text[1:] if text[:1] in ("s", "S") else text
+        if not digits.isdigit():
+            raise SourceFormatError(
+                f"source id {raw!r} is not an integer",
+                where=where,
+                row=line,
+                column="id",
+                fix="list CoralNet source ids as integers (e.g. 23), one per row",
+            )
+        out.append(str(int(digits)))
+    return sorted(set(out), key=int)
+
+
+def discover(root: storage.Uri, only: list[str] | None = None) -> list[CoralNetSource]:
+    """The sources under ``root`` (every ``s<digits>/`` folder, or just ``only``)."""
+    present = {}
+    for name in storage.list_dirs(root):
+        match = SOURCE_DIR.match(name)
+        if match:
+            present[str(int(match.group(1)))] = name
+    if only is not None:
+        missing = [s for s in only if s not in present]
+        if missing:
+            raise ConfigError(
+                f"CoralNet source(s) {', '.join('s' + m for m in missing)} not found under {root}",
+                where=str(root),
+                fix="remove them from the sources CSV or check --coralnet",
+            )
+        chosen = only
+    else:
+        chosen = list(present)
+    return [CoralNetSource(sid, root) for sid in sorted(chosen, key=int)]
+
+
+def read_header(source: CoralNetSource) -> tuple[str, ...]:
+    """The CSV header (first line), BOM stripped."""
+    where = str(source.annotations_uri)
+    try:
+        head = storage.read_bytes(source.annotations_uri, max_bytes=_HEADER_BYTES)
+    except FileNotFoundError:
+        raise SourceFormatError(
+            "annotations.csv is missing", where=where, fix="every s<id>/ folder needs an annotations.csv"
+        ) from None
+    text = head.decode("utf-8-sig", errors="replace")
+    first = io.StringIO(text).readline().rstrip("\r\n")
+    if not first.strip():
+        raise SourceFormatError("the file is empty (no header line)", where=where, row=1, fix=FIX)
+    import csv
+
+    return tuple(next(csv.reader([first])))
+
+
+def read_headers(sources: list[CoralNetSource]) -> dict[str, tuple[str, ...]]:
+    """Headers of many sources, fetched in parallel (S3 range GETs)."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        headers = list(pool.map(read_header, sources))
+    return {s.source_id: h for s, h in zip(sources, headers)}
+
+
+def _file_uri(source: CoralNetSource) -> str:
+    return str(source.annotations_uri)
+
+
+def register_raw_view(
+    con: duckdb.DuckDBPyConnection, sources: list[CoralNetSource], headers: dict[str, tuple[str, ...]]
+) -> None:
+    """Create temp view ``coralnet_raw`` (source_id, image_id, row, col, label_id) over the sources' CSVs.
+
+    Files that share a header are read by one ``read_csv`` call; the source id comes from each row's
+    file name through a small lookup table, never by parsing user text into paths.
+    """
+    groups: dict[tuple[str, ...], list[CoralNetSource]] = defaultdict(list)
+    for source in sources:
+        groups[headers[source.source_id]].append(source)
+    lookup = [(_file_uri(s), s.source_id) for s in sources]
+    con.execute("CREATE OR REPLACE TEMP TABLE coralnet_files (filename VARCHAR, source_id VARCHAR)")
+    con.executemany("INSERT INTO coralnet_files VALUES (?, ?)", lookup)
+    parts = []
+    for header, members in groups.items():
+        where = _file_uri(members[0])
+        cols = match_columns(list(header), REQUIRED, where=where, fix=FIX)
+        by_actual = {actual: canonical for canonical, actual in cols.items()}
+        column_types = {
+            name: TYPES.get(by_actual.get(name, ""), "VARCHAR") for name in header
+        }
+        spec = "{" + ", ".join(f"{_lit(n)}: {_lit(t)}" for n, t in column_types.items()) + "}"
+        files = "[" + ", ".join(_lit(_file_uri(s)) for s in members) + "]"
+        selects = ", ".join(f'"{cols[c].replace(chr(34), chr(34) * 2)}" AS {c}' for c in REQUIRED)
+        parts.append(
+            f"SELECT {selects}, filename FROM read_csv({files}, header = true, columns = {spec}, "
+            f"nullstr = {_lit(_NO_NULLS)}, filename = true, delim = ',', quote = '\"', escape = '\"')"
+        )
+    union = " UNION ALL ".join(parts) if parts else (
+        "SELECT NULL::UBIGINT image_id, NULL::USMALLINT row, NULL::USMALLINT col, NULL::UBIGINT label_id, "
+        "NULL::VARCHAR filename WHERE false"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW coralnet_raw AS "
+        f"SELECT f.source_id, r.image_id, r.\"row\", r.col, r.label_id FROM ({union}) AS r "
+        "JOIN coralnet_files AS f USING (filename)"
+    )
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
+_COLUMN = re.compile(r'converting column "(.+?)"')
+_VALUE = re.compile(r'Could not convert string "(.*?)"')
+
+
+def explain_csv_error(exc: duckdb.Error, sources: list[CoralNetSource]) -> SourceFormatError:
+    """Turn DuckDB's CSV error into one line naming the file, line, column, bad value and the fix."""
+    text = str(exc)
+    line = _LINE.search(text)
+    file = _FILE.search(text)
+    column = _COLUMN.search(text)
+    value = _VALUE.search(text)
+    where = file.group(1).strip() if file else ", ".join(_file_uri(s) for s in sources[:3])
+    if column and value:
+        canonical = {v.lower(): k for k, v in REQUIRED.items()}
+        key = canonical.get(column.group(1).strip().lower(), "")
+        expected = EXPECTED.get(key, "a value of the column's type")
+        problem = f"bad value {value.group(1)!r} (expected {expected})"
+    else:
+        problem = f"cannot parse CSV ({text.splitlines()[0]})"
+    return SourceFormatError(
+        problem,
+        where=where,
+        row=int(line.group(1)) if line else None,
+        column=column.group(1) if column else None,
+        fix="correct that line (lines counted from 1, header included); " + FIX,
+    )

@@ -1,0 +1,83 @@
+"""MERMAID adapter: the public confirmed-annotations parquet (one file, or a folder/glob of parts).
+
+Columns as MERMAID publishes them: ``id, image_id, point_id, row, col, benthic_attribute_id,
+benthic_attribute_name, growth_form_id, growth_form_name, updated_on, region_id, region_name``. The ids,
+``row`` and ``col`` are required (any case); a missing growth form may be NULL, '' or 'None' (all
+become ''). Parts whose all-NULL columns were written with Arrow type null are accepted. Feature
+vectors live beside the parquet as ``<image_id>_featurevector``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from mermaid_data.errors import SourceFormatError
+from mermaid_data.sources.columns import match_columns
+from mermaid_data.sqlfiles import load_sql
+
+REQUIRED = {
+    "id": "id",
+    "image_id": "image_id",
+    "row": "row",
+    "col": "col",
+    "benthic_attribute_id": "benthic_attribute_id",
+    "growth_form_id": "growth_form_id",
+}
+FIX = "export the file with MERMAID's columns (see docs/lake.md, 'MERMAID source')"
+EXPECTED = {
+    "id": "a UUID",
+    "image_id": "a non-empty image id",
+    "row": "an integer 0..65535",
+    "col": "an integer 0..65535",
+    "benthic_attribute_id": "a UUID",
+    "growth_form_id": "a UUID, or empty/'None' for no growth form",
+}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _scan(uri: str) -> str:
+    return f"read_parquet({_literal(uri)}, union_by_name = true, file_row_number = true, filename = true)"
+
+
+def register_raw_view(con: duckdb.DuckDBPyConnection, uri: str) -> None:
+    """Create temp view ``mermaid_raw`` with canonical column names over the export at ``uri``.
+
+    Header case and column order do not matter; a missing column raises SourceFormatError naming it.
+    """
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {_scan(uri)}").fetchall()
+    except duckdb.Error as exc:
+        raise SourceFormatError(
+            f"cannot read as parquet ({str(exc).splitlines()[0]})", where=uri, fix=FIX
+        ) from exc
+    names = [row[0] for row in described if row[0] not in ("file_row_number", "filename")]
+    cols = match_columns(names, REQUIRED, where=uri, fix=FIX)
+    try:
+        cols.update(match_columns(names, {"updated_on": "updated_on"}, where=uri, fix=FIX))
+        updated = f'"{cols["updated_on"]}"'
+    except SourceFormatError:
+        updated = "NULL::TIMESTAMPTZ"
+    selects = ", ".join(f'"{actual}" AS "{canonical}"' for canonical, actual in cols.items() if canonical != "updated_on")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW mermaid_raw AS SELECT {selects}, {updated} AS updated_on, "
+        f"file_row_number, filename FROM {_scan(uri)}"
+    )
+
+
+def validate(con: duckdb.DuckDBPyConnection) -> None:
+    """One pass over ``mermaid_raw``; the first bad row of any kind raises SourceFormatError naming it."""
+    cursor = con.execute(load_sql("ingest/mermaid_validate"))
+    names = [d[0] for d in cursor.description]
+    found = cursor.fetchone()
+    for name, bad in zip(names, found):
+        if bad is not None:
+            raise SourceFormatError(
+                f"bad value {bad['v']!r} (expected {EXPECTED[name]})",
+                where=bad["f"],
+                row=int(bad["r"]) + 1,
+                column=name,
+                fix=f"correct that row (rows counted from 1) in the MERMAID export; {FIX}",
+            )
