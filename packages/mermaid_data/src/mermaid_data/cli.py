@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import polars as pl
 import typer
@@ -36,7 +36,7 @@ def user_errors(fn):
     return wrapper
 
 
-LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")]
+LakeOpt = Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")]
 
 
 def read_sources_csv(path: Path) -> list[str]:
@@ -67,10 +67,10 @@ def read_sources_csv(path: Path) -> list[str]:
 @user_errors
 def ingest(
     lake: LakeOpt = None,
-    mermaid: Annotated[Optional[str], typer.Option(help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
-    coralnet: Annotated[Optional[str], typer.Option(help="Root URI holding s<id>/annotations.csv")] = None,
-    coralnet_sources: Annotated[Optional[Path], typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
-    api: Annotated[Optional[str], typer.Option(help="MERMAID API base URL or a local directory of pages; 'none' skips")] = None,
+    mermaid: Annotated[str | None, typer.Option(help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
+    coralnet: Annotated[str | None, typer.Option(help="Root URI holding s<id>/annotations.csv")] = None,
+    coralnet_sources: Annotated[Path | None, typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
+    api: Annotated[str | None, typer.Option(help="MERMAID API base URL or a local directory of pages; 'none' skips")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with row counts; write nothing")] = False,
 ) -> None:
     """Materialize MERMAID and CoralNet annotations and the MERMAID taxonomy into the lake."""
@@ -123,8 +123,8 @@ def sql(
     query: Annotated[str, typer.Argument(help="A DuckDB SQL query over the lake's views")],
     lake: LakeOpt = None,
     format: Annotated[str, typer.Option("--format", help="table|csv|json|parquet")] = "table",
-    output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file instead of stdout")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="annotations Delta version (others as of its time) or an ISO time")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="annotations Delta version (others as of its time) or an ISO time")] = None,
 ) -> None:
     """Run SQL over views of every lake table plus annotations_mapped."""
     from mermaid_data.errors import ConfigError
@@ -160,7 +160,7 @@ def write_frame(frame: pl.DataFrame, format: str, output: Path | None) -> None:
 
 @app.command()
 @user_errors
-def history(lake: LakeOpt = None, table: Annotated[Optional[str], typer.Option(help="Only this table")] = None) -> None:
+def history(lake: LakeOpt = None, table: Annotated[str | None, typer.Option(help="Only this table")] = None) -> None:
     """List each table's Delta versions: time, operation, rows added/removed, which sources."""
     the_lake = Lake.open(lake)
     the_lake.require()
@@ -177,7 +177,7 @@ def demo_sources(
     scale: Annotated[str, typer.Option(help="tiny|small|medium|large")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes")] = 0,
     features: Annotated[bool, typer.Option("--features/--no-features", help="Write feature vector files")] = True,
-    annotations: Annotated[Optional[int], typer.Option(help="Total annotation rows (overrides --scale)")] = None,
+    annotations: Annotated[int | None, typer.Option(help="Total annotation rows (overrides --scale)")] = None,
 ) -> None:
     """Write an offline copy of the real source layouts (MERMAID, CoralNet, API pages) from a seed."""
     from mermaid_data.demo import generate_demo_sources

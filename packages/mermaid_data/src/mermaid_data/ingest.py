@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
@@ -86,7 +86,7 @@ def ingest(
     """Bring the lake up to date with the given sources (None skips that source)."""
     progress = progress or SilentProgress()
     settings = get_settings()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report = IngestReport(dry_run=dry_run)
     known = _known_sources(lake)
     new_source_rows: dict[tuple[str, str], dict] = {}

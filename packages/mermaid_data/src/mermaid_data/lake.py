@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -110,12 +110,12 @@ class Lake:
                     fix="run `mermaid-data history` to list versions",
                 )
             stamps = {e["version"]: e["timestamp"] for e in annotations.history()}
-            moment = datetime.fromtimestamp(stamps[version] / 1000, tz=timezone.utc)
+            moment = datetime.fromtimestamp(stamps[version] / 1000, tz=UTC)
             pinned = {"annotations": version}
         else:
             moment = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of))
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+                moment = moment.replace(tzinfo=UTC)
             pinned = {}
         cutoff_ms = moment.timestamp() * 1000
         for name in TABLES:
@@ -185,7 +185,7 @@ class Lake:
                     {
                         "table": name,
                         "version": int(entry["version"]),
-                        "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
+                        "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
                         "operation": entry.get("operation", ""),
                         "rows_added": int(metrics.get("num_added_rows", 0) or 0),
                         "rows_removed": int(entry.get("mermaid.rows_removed", 0) or 0),

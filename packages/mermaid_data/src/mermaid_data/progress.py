@@ -62,7 +62,8 @@ class RichProgress:
 
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as _Bar, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+        from rich.progress import Progress as _Bar
 
         with _Bar(
             "[progress.description]{task.description}",

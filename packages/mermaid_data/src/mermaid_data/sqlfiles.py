@@ -7,7 +7,7 @@ repository's top-level ``sql/`` folder.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 _PACKAGED = Path(__file__).parent / "sql"
@@ -19,7 +19,7 @@ def sql_dir() -> Path:
     return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sql(name: str) -> str:
     """The text of ``sql/<name>.sql`` (``name`` may contain a sub-folder, e.g. ``views/annotations``)."""
     path = sql_dir() / f"{name}.sql"
