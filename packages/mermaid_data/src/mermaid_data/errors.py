@@ -58,3 +58,7 @@ class LakeError(MermaidDataError):
 
 class ConfigError(MermaidDataError):
     """A setting or command-line option is invalid."""
+
+
+class SnapshotError(MermaidDataError):
+    """A snapshot cannot be built, found or verified (too many missing features, unknown ID, ...)."""

@@ -103,6 +103,24 @@ LABEL_MAPPINGS = TableSpec(
     ),
 )
 
+SNAPSHOTS = TableSpec(
+    "snapshots",
+    pa.schema(
+        [
+            ("snapshot_id", pa.string()),
+            ("name", pa.string()),
+            ("message", pa.string()),
+            ("created_at", TS),
+            ("row_count", pa.int64()),
+            ("content_sha256", pa.string()),
+            ("input_versions", pa.string()),  # JSON {table: version}
+            ("recipe_sha256", pa.string()),
+        ]
+    ),
+)
+
 #: Tables ``ingest`` writes, in the order their views are created.
 INGEST_TABLES = (ANNOTATIONS, FEATURES, SOURCES, BENTHIC_ATTRIBUTES, GROWTH_FORMS, LABEL_MAPPINGS)
-TABLES = {spec.name: spec for spec in INGEST_TABLES}
+TABLES = {spec.name: spec for spec in (*INGEST_TABLES, SNAPSHOTS)}
+#: Tables a snapshot recipe reads (their versions are pinned in the snapshot ID).
+SNAPSHOT_INPUTS = ("annotations", "features", "benthic_attributes", "growth_forms", "label_mappings")

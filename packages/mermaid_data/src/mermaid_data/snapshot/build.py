@@ -1,0 +1,425 @@
+"""Create a snapshot: shape the pinned lake with the SQL steps, write rows + reports + manifest once.
+
+Two passes over the pinned annotations: one counts every (site, source, drop reason), the other writes
+the kept rows sorted by a total order. The digest and reports then read the written Parquet file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from deltalake import CommitProperties, write_deltalake
+
+from mermaid_data import storage
+from mermaid_data.errors import ConfigError, SnapshotError
+from mermaid_data.lake import Lake
+from mermaid_data.progress import Progress, SilentProgress
+from mermaid_data.settings import get_settings
+from mermaid_data.snapshot.recipe import STEP_VIEWS, STEPS, Recipe, current_sql_hashes
+from mermaid_data.snapshot.spec import SnapshotSpec, SpecTable, read_spec_csv
+from mermaid_data.sqlfiles import load_sql
+from mermaid_data.tables import SNAPSHOT_INPUTS, SNAPSHOTS
+
+ROWS_FILE = "rows.parquet"
+MANIFEST_FILE = "manifest.json"
+REPORTS = ("ba_counts.csv", "bagf_counts.csv", "project_stats.csv", "unmapped_labels.csv",
+           "label_mapping.csv", "dropped_by_reason.csv")
+STAGES = (
+    ("unmapped_label", "1 map"),
+    ("mermaid_not_included", "2 sources"),
+    ("source_not_selected", "2 sources"),
+    ("label_not_included", "5 include"),
+    ("label_excluded", "5 exclude"),
+    ("missing_features", "6 features"),
+    ("over_limit", "7 limit"),
+)
+
+
+@dataclass
+class SnapshotResult:
+    snapshot_id: str
+    created: bool
+    manifest: dict
+    uri: str
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def snapshots_root(lake: Lake) -> storage.Uri:
+    return lake.uri.join("snapshots")
+
+
+def snapshot_uri(lake: Lake, snapshot_id: str) -> storage.Uri:
+    return snapshots_root(lake).join(snapshot_id)
+
+
+def read_manifest(uri: storage.Uri) -> dict | None:
+    try:
+        return json.loads(storage.read_bytes(uri.join(MANIFEST_FILE)))
+    except FileNotFoundError:
+        return None
+
+
+def build_recipe(lake: Lake, spec: SnapshotSpec) -> Recipe:
+    """Parse the spec CSVs and pin the lake's current input versions."""
+    spec.validate()
+    lake.require()
+    specs: dict[str, SpecTable] = {}
+    if spec.coralnet_sources_csv:
+        specs["sources"] = read_spec_csv(spec.coralnet_sources_csv, "sources")
+    if spec.label_rollup_spec_csv:
+        specs["rollups"] = read_spec_csv(spec.label_rollup_spec_csv, "rollups")
+    if spec.included_labels_csv:
+        specs["include"] = read_spec_csv(spec.included_labels_csv, "include")
+    if spec.excluded_labels_csv:
+        specs["exclude"] = read_spec_csv(spec.excluded_labels_csv, "exclude")
+    current = lake.versions()
+    versions = {name: current[name] for name in SNAPSHOT_INPUTS if name in current}
+    allowed = spec.missing_features_allowed
+    if allowed is None:
+        allowed = get_settings().missing_features_allowed
+    options = {
+        "include_mermaid": bool(spec.include_mermaid),
+        "drop_growthforms": bool(spec.drop_growthforms),
+        "annotation_limit": spec.annotation_limit,
+        "missing_features_allowed": float(allowed),
+        "label_mode": "include" if "include" in specs else ("exclude" if "exclude" in specs else "none"),
+    }
+    return Recipe(versions, specs, options, current_sql_hashes())
+
+
+def _spec_arrow(recipe: Recipe) -> dict[str, pa.Table]:
+    def table(kind: str, columns: tuple[str, ...], names: tuple[str, ...]) -> pa.Table:
+        rows = recipe.specs[kind].rows if kind in recipe.specs else ()
+        return pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(names)})
+
+    label_kind = recipe.options["label_mode"] if recipe.options["label_mode"] != "none" else "include"
+    return {
+        "spec_sources": table("sources", ("id",), ("id",)),
+        "spec_rollups": table("rollups", (), ("from_ba_id", "from_gf_id", "to_ba_id", "to_gf_id")),
+        "spec_labels": table(label_kind, (), ("ba_id", "gf_id")),
+    }
+
+
+def shaping_query(final_sql: str, through: int = len(STEPS)) -> str:
+    """The chained steps as one statement: ``WITH step_map AS (...), ... <final_sql>``."""
+    ctes = ", ".join(f"{view} AS ({load_sql(step)})" for view, step in zip(STEP_VIEWS[:through], STEPS[:through]))
+    return f"WITH {ctes} {final_sql}"
+
+
+def open_pinned(lake: Lake, recipe: Recipe) -> duckdb.DuckDBPyConnection:
+    """A connection over the recipe's pinned versions with its spec tables registered."""
+    con = lake.connect(recipe.input_versions)
+    for name, table in _spec_arrow(recipe).items():
+        con.register(name, table)
+    return con
+
+
+def _params(recipe: Recipe, quotas: tuple[int, int] | None = None) -> dict:
+    params = {
+        "include_mermaid": recipe.options["include_mermaid"],
+        "drop_growthforms": recipe.options["drop_growthforms"],
+        "label_mode": recipe.options["label_mode"],
+    }
+    if quotas is not None:
+        params["mermaid_quota"], params["coralnet_quota"] = quotas
+    return params
+
+
+def _warnings(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[str]:
+    """IDs the taxonomy does not know, rollup chains; recorded in the manifest, never fatal."""
+    out = []
+    bas = {r[0] for r in con.execute("SELECT id FROM benthic_attributes").fetchall()}
+    gfs = {r[0] for r in con.execute("SELECT id FROM growth_forms").fetchall()} | {""}
+    for kind, spec in sorted(recipe.specs.items()):
+        if kind == "sources":
+            continue
+        for row in spec.rows:
+            pairs = [(row[0], row[1]), (row[2], row[3])] if kind == "rollups" else [(row[0], row[1])]
+            for ba, gf in pairs:
+                if ba not in bas:
+                    out.append(f"{spec.path}: benthic attribute {ba} is not in the lake's taxonomy")
+                if gf not in gfs:
+                    out.append(f"{spec.path}: growth form {gf} is not in the lake's taxonomy")
+    if "rollups" in recipe.specs:
+        rules = {(r[0], r[1]): (r[2], r[3]) for r in recipe.specs["rollups"].rows}
+        for src, dst in sorted(rules.items()):
+            if dst in rules and dst != src:
+                nxt = rules[dst]
+                out.append(
+                    f"{recipe.specs['rollups'].path}: rollup chain {src[0]}/{src[1] or '-'} -> {dst[0]}/{dst[1] or '-'}"
+                    f" -> {nxt[0]}/{nxt[1] or '-'}: applied in one pass, so rows stop at {dst[0]}/{dst[1] or '-'}"
+                )
+    return sorted(set(out))
+
+
+def _check_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
+    if "sources" not in recipe.specs:
+        return
+    present = {r[0] for r in con.execute(
+        "SELECT DISTINCT source_id FROM annotations_stored WHERE site = 'coralnet'").fetchall()}
+    missing = [r[0] for r in recipe.specs["sources"].rows if r[0] not in present]
+    if missing:
+        raise ConfigError(
+            f"CoralNet source(s) {', '.join('s' + m for m in missing)} listed but not in the lake",
+            where=recipe.specs["sources"].path,
+            fix="ingest them first (`mermaid-data ingest --coralnet ROOT`) or remove them from the sources CSV",
+        )
+
+
+def quotas_for(limit: int | None, mermaid_rows: int, coralnet_rows: int) -> tuple[int, int]:
+    """Half from each site (MERMAID gets the odd one), the other filling any shortfall."""
+    if limit is None or limit >= mermaid_rows + coralnet_rows:
+        return mermaid_rows, coralnet_rows
+    if mermaid_rows == 0 or coralnet_rows == 0:
+        return min(limit, mermaid_rows), min(limit, coralnet_rows)
+    mermaid_q = min(mermaid_rows, (limit + 1) // 2)
+    coralnet_q = min(coralnet_rows, limit - mermaid_q)
+    mermaid_q = min(mermaid_rows, limit - coralnet_q)
+    return mermaid_q, coralnet_q
+
+
+def create_snapshot(
+    lake: Lake, spec: SnapshotSpec, *, dry_run: bool = False, progress: Progress | None = None
+) -> SnapshotResult:
+    """Build (or find) the snapshot of ``spec`` over the lake's current versions."""
+    progress = progress or SilentProgress()
+    recipe = build_recipe(lake, spec)
+    sid = recipe.snapshot_id
+    target = snapshot_uri(lake, sid)
+    existing = read_manifest(target)
+    if existing is not None and not dry_run:
+        return SnapshotResult(sid, False, existing, str(target))
+    return build(lake, recipe, spec.name, spec.message, target, dry_run=dry_run, progress=progress)
+
+
+def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *, dry_run=False,
+          progress: Progress | None = None, publish: bool = True) -> SnapshotResult:
+    """Run the recipe. With ``publish=False`` (rebuild) write to a scratch folder and return its manifest."""
+    progress = progress or SilentProgress()
+    sid = recipe.snapshot_id
+    con = open_pinned(lake, recipe)
+    try:
+        _check_sources(con, recipe)
+        warnings = _warnings(con, recipe)
+        with progress.task(f"{sid}: count rows per step"):
+            counts = con.execute(shaping_query(load_sql("snapshot/stage_counts"), through=6), _params(recipe)).fetchall()
+        stage = _stage_summary(counts)
+        _check_missing_features(con, recipe, stage)
+        quotas = quotas_for(recipe.options["annotation_limit"], stage["kept_by_site"].get("mermaid", 0),
+                            stage["kept_by_site"].get("coralnet", 0))
+        over_limit = sum(stage["kept_by_site"].values()) - sum(quotas)
+        stage["dropped"]["over_limit"] = over_limit
+        plan = {
+            "snapshot_id": sid,
+            "input_versions": recipe.input_versions,
+            "options": recipe.options,
+            "stage_counts": _stage_table(stage),
+            "row_count": sum(quotas),
+            "warnings": warnings,
+        }
+        if dry_run:
+            return SnapshotResult(sid, False, plan, str(target), dry_run=True, warnings=warnings)
+
+        scratch = _scratch_dir(lake, sid) if publish or not target.is_s3 else target
+        rows_uri = scratch.join(ROWS_FILE)
+        if not scratch.is_s3:
+            Path(scratch.key).mkdir(parents=True, exist_ok=True)
+        with progress.task(f"{sid}: write {sum(quotas):,} rows"):
+            con.execute("SET preserve_insertion_order = true")
+            sql = shaping_query(load_sql("snapshot/rows"))
+            con.execute(
+                f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)",
+                _params(recipe, quotas),
+            )
+        con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(rows_uri))}')")
+        with progress.task(f"{sid}: digest and reports"):
+            digest = content_digest(con)
+            reports = _reports(con, recipe, counts, stage)
+        for file_name, csv_text in reports.items():
+            storage.write_bytes(scratch.join(file_name), csv_text.encode())
+        files = {name: _sha256_uri(scratch.join(name)) for name in (ROWS_FILE, *REPORTS)}
+        label_counts = [
+            {"benthic_attribute_id": r[0], "growth_form_id": r[1], "annotations": int(r[2])}
+            for r in con.execute(
+                "SELECT benthic_attribute_id, growth_form_id, count(*) FROM snapshot_rows GROUP BY ALL ORDER BY 1, 2"
+            ).fetchall()
+        ]
+        duplicates = con.execute("SELECT count(*) FROM snapshot_rows WHERE occurrence > 1").fetchone()[0]
+    finally:
+        con.close()
+
+    manifest = {
+        "format": 1,
+        "snapshot_id": sid,
+        "name": name,
+        "message": message,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recipe": recipe.to_manifest(),
+        "recipe_sha256": recipe.sha256,
+        "row_count": digest["row_count"],
+        "content_sha256": digest["content_sha256"],
+        "digest_parts": digest["parts"],
+        "duplicate_points": int(duplicates),
+        "stage_counts": plan["stage_counts"],
+        "label_counts": label_counts,
+        "warnings": warnings,
+        "files": files,
+    }
+    if not publish:
+        return SnapshotResult(sid, False, manifest, str(scratch), warnings=warnings)
+    created = _publish(lake, scratch, target, manifest)
+    if created:
+        _record(lake, manifest)
+    return SnapshotResult(sid, created, manifest if created else read_manifest(target), str(target), warnings=warnings)
+
+
+def content_digest(con: duckdb.DuckDBPyConnection) -> dict:
+    """Canonical digest of view ``snapshot_rows`` (see sql/snapshot/digest.sql)."""
+    n, su, sl, xu, xl = con.execute(load_sql("snapshot/digest")).fetchone()
+    parts = {"rows": int(n), "sum_upper": su or "0", "sum_lower": sl or "0", "xor_upper": xu or "0", "xor_lower": xl or "0"}
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return {"row_count": int(n), "content_sha256": hashlib.sha256(text.encode()).hexdigest(), "parts": parts}
+
+
+def _esc(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _sha256_uri(uri: storage.Uri) -> str:
+    if not uri.is_s3:
+        return storage.sha256_file(Path(uri.key))
+    return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+
+
+def _scratch_dir(lake: Lake, sid: str) -> storage.Uri:
+    if lake.uri.is_s3:
+        return snapshot_uri(lake, sid)  # S3: written in place; the manifest (put last, if absent) publishes
+    return snapshots_root(lake).join(f".tmp-{sid}-{uuid.uuid4().hex[:8]}")
+
+
+def _publish(lake: Lake, scratch: storage.Uri, target: storage.Uri, manifest: dict) -> bool:
+    """Make the snapshot visible exactly once; False if another writer published it first."""
+    body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    if target.is_s3:
+        from botocore.exceptions import ClientError
+
+        try:
+            storage.s3_client().put_object(
+                Bucket=target.bucket, Key=target.join(MANIFEST_FILE).key, Body=body, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+    Path(scratch.key, MANIFEST_FILE).write_bytes(body)
+    try:
+        os.rename(scratch.key, target.key)
+        return True
+    except OSError:
+        if Path(target.key, MANIFEST_FILE).is_file():
+            shutil.rmtree(scratch.key, ignore_errors=True)
+            return False
+        raise
+
+
+def _record(lake: Lake, manifest: dict) -> None:
+    row = {
+        "snapshot_id": manifest["snapshot_id"],
+        "name": manifest["name"],
+        "message": manifest["message"],
+        "created_at": datetime.fromisoformat(manifest["created_at"]),
+        "row_count": manifest["row_count"],
+        "content_sha256": manifest["content_sha256"],
+        "input_versions": json.dumps(manifest["recipe"]["input_versions"], sort_keys=True),
+        "recipe_sha256": manifest["recipe_sha256"],
+    }
+    write_deltalake(
+        lake.table_uri(SNAPSHOTS.name),
+        pa.Table.from_pylist([row], schema=SNAPSHOTS.schema),
+        mode="append",
+        storage_options=storage.delta_storage_options(),
+        commit_properties=CommitProperties(custom_metadata={"mermaid.sources": manifest["snapshot_id"]}),
+    )
+
+
+def _stage_summary(counts) -> dict:
+    dropped: dict[str, int] = {}
+    kept_by_site: dict[str, int] = {}
+    total = 0
+    for site, _source, reason, n, _images in counts:
+        total += n
+        if reason is None:
+            kept_by_site[site] = kept_by_site.get(site, 0) + n
+        else:
+            dropped[reason] = dropped.get(reason, 0) + n
+    return {"total": total, "dropped": dropped, "kept_by_site": kept_by_site}
+
+
+def _stage_table(stage: dict) -> list[dict]:
+    remaining = stage["total"]
+    rows = [{"step": "0 lake", "reason": "", "dropped": 0, "remaining": remaining}]
+    for reason, step in STAGES:
+        n = stage["dropped"].get(reason, 0)
+        remaining -= n
+        rows.append({"step": step, "reason": reason, "dropped": n, "remaining": remaining})
+    return rows
+
+
+def _check_missing_features(con, recipe: Recipe, stage: dict) -> None:
+    missing = stage["dropped"].get("missing_features", 0)
+    reaching = missing + sum(stage["kept_by_site"].values())
+    allowed = recipe.options["missing_features_allowed"]
+    if reaching and missing * 100.0 / reaching > allowed:
+        examples = con.execute(shaping_query(load_sql("snapshot/missing_feature_examples"), through=6),
+                               _params(recipe)).fetchall()
+        listed = "; ".join(f"{site}/{source}: {key}" for site, source, _image, key in examples)
+        raise SnapshotError(
+            f"{missing:,} of {reaching:,} annotations ({missing * 100.0 / reaching:.1f}%) have no feature object, "
+            f"more than the {allowed:g}% allowed (e.g. {listed})",
+            fix="ingest the missing feature files, or raise --missing-features-allowed "
+            "(MERMAID_MISSING_FEATURES_ALLOWED)",
+        )
+
+
+def _reports(con, recipe: Recipe, counts, stage) -> dict[str, str]:
+    """The CSV reports written beside the rows (training logs them as run artifacts)."""
+    import polars as pl
+
+    def csv(sql: str, params=None) -> str:
+        return pl.from_arrow(con.execute(sql, params).to_arrow_table()).write_csv()
+
+    reports = {
+        "ba_counts.csv": csv(load_sql("snapshot/report_ba_counts")),
+        "bagf_counts.csv": csv(load_sql("snapshot/report_bagf_counts")),
+        "unmapped_labels.csv": csv(shaping_query(load_sql("snapshot/unmapped_labels"), through=6), _params(recipe)),
+        "label_mapping.csv": csv(load_sql("snapshot/report_label_mapping")),
+    }
+    before = pl.DataFrame(
+        [{"site": s, "source_id": src, "reason": r, "annotations": n, "images": i} for s, src, r, n, i in counts],
+        schema={"site": pl.String, "source_id": pl.String, "reason": pl.String, "annotations": pl.Int64, "images": pl.Int64},
+    )
+    after = pl.from_arrow(con.execute(
+        "SELECT site, source_id, count(DISTINCT image_id) AS images_after, count(*) AS annotations_after "
+        "FROM snapshot_rows GROUP BY ALL").to_arrow_table())
+    stats = (
+        before.group_by("site", "source_id")
+        .agg(pl.col("images").sum().alias("images_before"), pl.col("annotations").sum().alias("annotations_before"))
+        .join(after, on=["site", "source_id"], how="left")
+        .with_columns(pl.col("images_after").fill_null(0), pl.col("annotations_after").fill_null(0))
+        .sort("site", "source_id")
+    )
+    reports["project_stats.csv"] = stats.write_csv()
+    dropped = pl.DataFrame(_stage_table(stage)).filter(pl.col("reason") != "")
+    reports["dropped_by_reason.csv"] = dropped.write_csv()
+    return reports
