@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import polars as pl
 import typer
@@ -184,6 +184,171 @@ def demo_sources(
 
     summary = generate_demo_sources(dest, scale=scale, seed=seed, features=features, annotations=annotations)
     console.print(summary)
+
+
+snapshot_app = typer.Typer(no_args_is_help=True, help="Versioned training snapshots: create, list, show, diff, verify, rebuild, export.")
+app.add_typer(snapshot_app, name="snapshot")
+CsvOpt = Optional[Path]
+
+
+@snapshot_app.command("create")
+@user_errors
+def snapshot_create(
+    lake: LakeOpt = None,
+    coralnet_sources: Annotated[CsvOpt, typer.Option("--coralnet-sources", help="CSV with column id: CoralNet sources to keep (none = no CoralNet)")] = None,
+    no_mermaid: Annotated[bool, typer.Option("--no-mermaid", help="Leave MERMAID annotations out")] = False,
+    drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Set every growth form to none (before rollups)")] = False,
+    rollups: Annotated[CsvOpt, typer.Option("--rollups", help="CSV from_ba_id,from_gf_id,to_ba_id,to_gf_id")] = None,
+    include: Annotated[CsvOpt, typer.Option("--include", help="CSV ba_id,gf_id: keep only these (after rollups)")] = None,
+    exclude: Annotated[CsvOpt, typer.Option("--exclude", help="CSV ba_id,gf_id: drop these (after rollups)")] = None,
+    annotation_limit: Annotated[Optional[int], typer.Option("--annotation-limit", help="Deterministic limit (half per site)")] = None,
+    missing_features_allowed: Annotated[Optional[float], typer.Option("--missing-features-allowed", help="Percent (default MERMAID_MISSING_FEATURES_ALLOWED)")] = None,
+    name: Annotated[str, typer.Option(help="A name for people (not part of the ID)")] = "",
+    message: Annotated[str, typer.Option(help="A note (not part of the ID)")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and per-step counts; write nothing")] = False,
+) -> None:
+    """Shape the lake into a snapshot with an ID derived from its recipe (existing recipe: same ID)."""
+    from mermaid_data.snapshot import SnapshotSpec, create_snapshot
+
+    spec = SnapshotSpec(
+        include_mermaid=not no_mermaid, coralnet_sources_csv=coralnet_sources, drop_growthforms=drop_growthforms,
+        label_rollup_spec_csv=rollups, included_labels_csv=include, excluded_labels_csv=exclude,
+        annotation_limit=annotation_limit, missing_features_allowed=missing_features_allowed, name=name,
+        message=message,
+    )
+    result = create_snapshot(Lake.open(lake), spec, dry_run=dry_run, progress=default_progress())
+    print_stage_counts(result.manifest)
+    for warning in result.warnings or result.manifest.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if result.dry_run:
+        console.print(f"dry run: snapshot {result.snapshot_id} would hold {result.manifest['row_count']:,} rows; nothing written")
+    elif result.created:
+        console.print(f"created {result.snapshot_id}: {result.manifest['row_count']:,} rows at {result.uri}")
+    else:
+        console.print(f"exists {result.snapshot_id}: {result.manifest['row_count']:,} rows at {result.uri} (nothing written)")
+
+
+def print_stage_counts(manifest: dict) -> None:
+    table = Table(title=f"snapshot {manifest['snapshot_id']}: rows per step")
+    for col in ("step", "reason", "dropped", "remaining"):
+        table.add_column(col, justify="right" if col in ("dropped", "remaining") else "left")
+    for row in manifest["stage_counts"]:
+        table.add_row(row["step"], row["reason"], f"{row['dropped']:,}", f"{row['remaining']:,}")
+    console.print(table)
+
+
+@snapshot_app.command("list")
+@user_errors
+def snapshot_list(lake: LakeOpt = None) -> None:
+    """Published snapshots (also: SELECT * FROM snapshots)."""
+    from mermaid_data.snapshot.lifecycle import list_snapshots
+
+    the_lake = Lake.open(lake)
+    the_lake.require()
+    frame = list_snapshots(the_lake)
+    write_frame(frame.select("snapshot_id", "name", "created_at", "row_count", "content_sha256"), "table", None)
+
+
+@snapshot_app.command("show")
+@user_errors
+def snapshot_show(snapshot_id: str, lake: LakeOpt = None, json_out: Annotated[bool, typer.Option("--json", help="Print the whole manifest")] = False) -> None:
+    """Recipe, counts and warnings of one snapshot."""
+    from mermaid_data.snapshot.lifecycle import dumps, manifest
+
+    data = manifest(Lake.open(lake), snapshot_id)
+    if json_out:
+        console.print_json(dumps(data))
+        return
+    recipe = data["recipe"]
+    console.print(f"[bold]{data['snapshot_id']}[/] {data['name']!r} created {data['created_at']}: {data['row_count']:,} rows, "
+                  f"{data['duplicate_points']:,} duplicate points, content_sha256 {data['content_sha256']}")
+    console.print(f"message: {data['message']}")
+    console.print("inputs: " + ", ".join(f"{k}@v{v}" for k, v in recipe["input_versions"].items()))
+    console.print("options: " + ", ".join(f"{k}={v}" for k, v in recipe["options"].items()))
+    for kind, spec in recipe["spec_tables"].items():
+        console.print(f"spec {kind}: {spec['path']} ({len(spec['rows'])} rows, sha256 {spec['sha256'][:12]})")
+    print_stage_counts(data)
+    for warning in data["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@snapshot_app.command("diff")
+@user_errors
+def snapshot_diff(a: str, b: str, lake: LakeOpt = None) -> None:
+    """Rows and labels added/removed/changed between snapshots A and B, and which recipe inputs differ."""
+    from mermaid_data.snapshot.lifecycle import diff
+
+    d = diff(Lake.open(lake), a, b)
+    console.print(f"{d['a']} ({d['rows_a']:,} rows) → {d['b']} ({d['rows_b']:,} rows)")
+    console.print(f"rows added {d['rows_added']:,}, removed {d['rows_removed']:,}, relabelled {d['rows_relabelled']:,}")
+    console.print(f"labels added {len(d['labels_added'])}, removed {len(d['labels_removed'])}, "
+                  f"with changed counts {d['label_changes'].height}")
+    if d["label_changes"].height:
+        write_frame(d["label_changes"].head(20), "table", None)
+    for item in d["recipe_differences"]:
+        console.print(f"recipe input {item['input']}: {item['a']} → {item['b']}", highlight=False)
+    if not d["recipe_differences"]:
+        console.print("recipes are identical")
+
+
+@snapshot_app.command("verify")
+@user_errors
+def snapshot_verify(target: Annotated[str, typer.Argument(help="Snapshot ID (in --lake) or a folder (e.g. an export)")], lake: LakeOpt = None) -> None:
+    """Re-hash a snapshot's files and rows against its manifest."""
+    from mermaid_data.snapshot.build import snapshot_uri
+    from mermaid_data.snapshot.lifecycle import resolve, verify
+
+    if Path(target).is_dir() or "://" in target:
+        location = target
+    else:
+        the_lake = Lake.open(lake)
+        location = str(snapshot_uri(the_lake, resolve(the_lake, target)))
+    result = verify(location)
+    if result["ok"]:
+        console.print(f"ok: {result['snapshot_id']} at {location}: every file and the row digest match the manifest")
+        return
+    for problem in result["problems"]:
+        err.print(f"[bold red]mismatch:[/] {problem}", highlight=False)
+    raise typer.Exit(1)
+
+
+@snapshot_app.command("rebuild")
+@user_errors
+def snapshot_rebuild(snapshot_id: str, lake: LakeOpt = None) -> None:
+    """Re-run a snapshot's recipe at its pinned versions and prove the digest is identical."""
+    from mermaid_data.snapshot.lifecycle import rebuild
+
+    r = rebuild(Lake.open(lake), snapshot_id)
+    if r["identical"]:
+        console.print(f"identical: {r['snapshot_id']} rebuilt to {r['row_count']:,} rows, content_sha256 {r['content_sha256']}")
+        return
+    err.print(f"[bold red]different:[/] {r['snapshot_id']} rebuilt to {r['row_count']:,} rows (expected "
+              f"{r['expected_row_count']:,}), content_sha256 {r['content_sha256']} vs {r['expected']}")
+    for d in r["differences"]:
+        err.print(f"  because: {d}")
+    raise typer.Exit(1)
+
+
+@snapshot_app.command("export")
+@user_errors
+def snapshot_export(snapshot_id: str, dest: str, lake: LakeOpt = None) -> None:
+    """Copy a snapshot (rows, manifest, reports) to DEST, self-contained and verifiable."""
+    from mermaid_data.snapshot.lifecycle import export
+
+    console.print(f"exported to {export(Lake.open(lake), snapshot_id, dest)}; check it with `mermaid-data snapshot verify {dest}`")
+
+
+@app.command()
+@user_errors
+def vacuum(lake: LakeOpt = None, dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+    """Delete Delta files no version needs any more, keeping every version a published snapshot pins."""
+    from mermaid_data.snapshot.lifecycle import vacuum as run_vacuum
+
+    the_lake = Lake.open(lake)
+    the_lake.require()
+    removed = run_vacuum(the_lake, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

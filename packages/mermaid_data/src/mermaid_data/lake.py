@@ -136,7 +136,7 @@ class Lake:
 
         A table missing from ``versions`` (when given) is read as empty: it did not exist then.
         """
-        con = duck.connect(s3=self.uri.is_s3 or True)
+        con = duck.connect(s3=self.uri.is_s3)
         for name, spec in TABLES.items():
             if versions is None:
                 table = self.delta(name)
@@ -148,6 +148,12 @@ class Lake:
             _create_scan_view(con, view, spec, table)
         for view in DERIVED_VIEWS:
             con.execute(f"CREATE VIEW {view} AS {load_sql(f'views/{view}')}")
+        # `SELECT * FROM snapshot('snap-…')`: a published snapshot's rows by ID.
+        root = _quote(str(self.uri.join("snapshots")) + "/")
+        con.execute(
+            f"CREATE MACRO snapshot(snapshot_id) AS TABLE "
+            f"SELECT * FROM read_parquet({root} || snapshot_id || '/rows.parquet')"
+        )
         return con
 
     def sql(
@@ -171,6 +177,12 @@ class Lake:
             ) from exc
         finally:
             con.close()
+
+    def create_snapshot(self, spec, *, dry_run: bool = False, progress=None):
+        """Build (or find) the snapshot of ``spec`` (a ``SnapshotSpec``); see mermaid_data.snapshot."""
+        from mermaid_data.snapshot import create_snapshot
+
+        return create_snapshot(self, spec, dry_run=dry_run, progress=progress)
 
     def history(self) -> pl.DataFrame:
         """Every table's Delta versions: time, operation, rows added/removed and which sources."""

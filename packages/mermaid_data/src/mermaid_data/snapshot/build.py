@@ -208,6 +208,7 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
     progress = progress or SilentProgress()
     sid = recipe.snapshot_id
     con = open_pinned(lake, recipe)
+    written = False
     try:
         _check_sources(con, recipe)
         warnings = _warnings(con, recipe)
@@ -230,10 +231,11 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         if dry_run:
             return SnapshotResult(sid, False, plan, str(target), dry_run=True, warnings=warnings)
 
-        scratch = _scratch_dir(lake, sid) if publish or not target.is_s3 else target
+        scratch = _scratch_dir(lake, sid) if publish else target
         rows_uri = scratch.join(ROWS_FILE)
         if not scratch.is_s3:
             Path(scratch.key).mkdir(parents=True, exist_ok=True)
+        written = True
         with progress.task(f"{sid}: write {sum(quotas):,} rows"):
             con.execute("SET preserve_insertion_order = true")
             sql = shaping_query(load_sql("snapshot/rows"))
@@ -255,6 +257,10 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
             ).fetchall()
         ]
         duplicates = con.execute("SELECT count(*) FROM snapshot_rows WHERE occurrence > 1").fetchone()[0]
+    except BaseException:
+        if written and publish and not lake.uri.is_s3:
+            storage.delete_prefix(scratch)  # never leave a half-written snapshot behind
+        raise
     finally:
         con.close()
 
