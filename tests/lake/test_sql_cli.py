@@ -160,20 +160,35 @@ def test_as_of_reads_the_older_version(history_lake: History) -> None:
     assert new.stdout.splitlines()[1] == str(history_lake.new_total)
     latest = run("sql", query, *lake_arg)
     assert latest.stdout.splitlines()[1] == str(history_lake.new_total)
-    # the sources table is pinned with it: its row count matches the annotations of that time
     lake = Lake.open(str(history_lake.lake_dir))
-    pinned = lake.sql(
+    assert lake.sql(
+        "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source],
+        as_of=history_lake.old_version,
+    ).item() + history_lake.added == lake.sql(
+        "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source]
+    ).item()
+
+
+def test_as_of_pins_the_tables_written_by_the_same_ingest(history_lake: History) -> None:
+    """Bug pinned: --as-of an annotations version showing the lake *before* that ingest's features/sources.
+
+    Ingest commits annotations first and features/sources after; pinning the other tables to the
+    annotations commit's time drops the ones the same ingest wrote right after it.
+    """
+    lake = Lake.open(str(history_lake.lake_dir))
+    pinned_rows = lake.sql(
         "SELECT row_count FROM sources WHERE source_id = ?", [history_lake.changed_source],
         as_of=history_lake.old_version,
-    ).item()
+    )
+    assert pinned_rows.height == 1, "the sources table of that ingest is missing at --as-of"
+    pinned = pinned_rows.item()
     counted = lake.sql(
         "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source],
         as_of=history_lake.old_version,
     ).item()
     assert pinned == counted
-    assert lake.sql(
-        "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source]
-    ).item() == counted + history_lake.added
+    features_then = lake.sql("SELECT count(*) FROM features", as_of=history_lake.old_version).item()
+    assert features_then == lake.sql("SELECT count(*) FROM features").item() > 0
 
 
 def test_as_of_a_missing_version_is_a_user_error(history_lake: History) -> None:

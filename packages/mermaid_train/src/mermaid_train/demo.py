@@ -63,9 +63,31 @@ def run_demo(workdir: Path, *, scale: str = "small", seed: int = 0, progress: Pr
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+    from mermaid_data.cli import print_stage_counts
+    from mermaid_data.snapshot import SnapshotSpec
+
+    snapshot = lake.create_snapshot(
+        SnapshotSpec(name="demo", message="make demo: MERMAID + every demo CoralNet source",
+                     coralnet_sources_csv=_all_sources_csv(lake, workdir)),
+        progress=progress,
+    )
+    print_stage_counts(snapshot.manifest)
+    verb = "created" if snapshot.created else "exists (same recipe, nothing written)"
+    console.print(f"snapshot {snapshot.snapshot_id} {verb}: {snapshot.manifest['row_count']:,} rows, "
+                  f"content_sha256 {snapshot.manifest['content_sha256'][:16]}…")
     console.print(
         f"\nLake at {lake}. Try:\n"
+        f"  uv run mermaid-data snapshot show {snapshot.snapshot_id} --lake {lake}\n"
+        f"  uv run mermaid-data snapshot rebuild {snapshot.snapshot_id} --lake {lake}\n"
         f"  uv run mermaid-data sql \"SELECT site, count(*) FROM annotations_mapped GROUP BY site\" --lake {lake}\n"
         f"  uv run mermaid-data history --lake {lake}"
     )
-    return {"lake": str(lake), "summary": report.summary}
+    return {"lake": str(lake), "summary": report.summary, "snapshot_id": snapshot.snapshot_id}
+
+
+def _all_sources_csv(lake: Lake, workdir: Path) -> Path:
+    """A sources CSV listing every CoralNet source in the lake (the demo keeps them all)."""
+    ids = lake.sql("SELECT DISTINCT source_id FROM annotations WHERE site = 'coralnet' ORDER BY CAST(source_id AS INT)")
+    path = workdir / "demo_sources.csv"
+    path.write_text("id\n" + "".join(f"{s}\n" for s in ids["source_id"].to_list()))
+    return path
