@@ -65,14 +65,14 @@ def run(*args: str):
 
 
 def one_line_error(result) -> str:
-    """The CLI's user error: exit code 2, exactly one non-empty line on stderr, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
+    """Exit code 2, the error as one line on stderr (after any progress lines), no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output
-    assert lines[0].startswith("error:")
-    return lines[0]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    return errors[0]
 
 
 # --------------------------------------------------------------------------------------------------

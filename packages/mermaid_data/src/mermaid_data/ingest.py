@@ -107,14 +107,14 @@ def ingest(
     if mermaid_uri:
         uri = storage.Uri.parse(mermaid_uri)
         try:
-            info = storage.stat(uri)
+            fp = mermaid.fingerprint(uri)
         except FileNotFoundError:
             raise SourceUnreachableError(
-                "MERMAID annotations file not found",
+                "MERMAID annotations file not found (or no part matches the pattern)",
                 where=str(uri),
-                fix="pass --mermaid URI of mermaid_confirmed_annotations.parquet (or MERMAID_ANNOTATIONS_URI)",
+                fix="pass --mermaid URI of mermaid_confirmed_annotations.parquet, or a glob of its parts such as "
+                "PREFIX/*.parquet (or MERMAID_ANNOTATIONS_URI)",
             ) from None
-        fp = f"{info.etag}:{info.size}"
         mermaid_plan = SourcePlan(Site.MERMAID, MERMAID_SOURCE_ID, str(uri), fp, _action(known, Site.MERMAID, MERMAID_SOURCE_ID, fp))
         report.plan.append(mermaid_plan)
 
@@ -153,7 +153,10 @@ def ingest(
                 mermaid.validate(con)
         if changed_cn:
             headers = coralnet.read_headers(changed_cn)
-            coralnet.register_raw_view(con, changed_cn, headers)
+            try:  # binding the view sniffs the files: a ragged line near the top fails here, not at read time
+                coralnet.register_raw_view(con, changed_cn, headers)
+            except duckdb.Error as exc:
+                raise coralnet.explain_csv_error(exc, changed_cn) from exc
 
         if dry_run:
             _count_planned_rows(con, report, mermaid_plan, changed_cn)

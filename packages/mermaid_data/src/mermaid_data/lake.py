@@ -110,7 +110,12 @@ class Lake:
                     fix="run `mermaid-data history` to list versions",
                 )
             stamps = {e["version"]: e["timestamp"] for e in annotations.history()}
-            moment = datetime.fromtimestamp(stamps[version] / 1000, tz=UTC)
+            stamp = stamps[version]
+            # Ingest commits features and `sources` (last) after annotations: pin the other tables as of
+            # the end of the ingest that wrote this version, its first `sources` commit at or after it.
+            sources = self.delta("sources")
+            later = [e["timestamp"] for e in sources.history() if e["timestamp"] >= stamp] if sources else []
+            moment = datetime.fromtimestamp((min(later) if later else stamp) / 1000, tz=UTC)
             pinned = {"annotations": version}
         else:
             moment = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of))

@@ -24,7 +24,7 @@ from mermaid_data.errors import ConfigError, SnapshotError
 from mermaid_data.lake import Lake
 from mermaid_data.progress import Progress, SilentProgress
 from mermaid_data.settings import get_settings
-from mermaid_data.snapshot.recipe import STEP_VIEWS, STEPS, Recipe, current_sql_hashes
+from mermaid_data.snapshot.recipe import NO_LIMIT_STEP, STEP_VIEWS, STEPS, Recipe, current_sql_hashes
 from mermaid_data.snapshot.spec import SnapshotSpec, SpecTable, read_spec_csv
 from mermaid_data.sqlfiles import load_sql
 from mermaid_data.tables import SNAPSHOT_INPUTS, SNAPSHOTS
@@ -110,9 +110,12 @@ def _spec_arrow(recipe: Recipe) -> dict[str, pa.Table]:
     }
 
 
-def shaping_query(final_sql: str, through: int = len(STEPS)) -> str:
+def shaping_query(final_sql: str, through: int = len(STEPS), *, limit_binds: bool = True) -> str:
     """The chained steps as one statement: ``WITH step_map AS (...), ... <final_sql>``."""
-    ctes = ", ".join(f"{view} AS ({load_sql(step)})" for view, step in zip(STEP_VIEWS[:through], STEPS[:through]))
+    steps = list(STEPS[:through])
+    if through == len(STEPS) and not limit_binds:
+        steps[-1] = NO_LIMIT_STEP
+    ctes = ", ".join(f"{view} AS ({load_sql(step)})" for view, step in zip(STEP_VIEWS, steps))
     return f"WITH {ctes} {final_sql}"
 
 
@@ -238,10 +241,10 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         written = True
         with progress.task(f"{sid}: write {sum(quotas):,} rows"):
             con.execute("SET preserve_insertion_order = true")
-            sql = shaping_query(load_sql("snapshot/rows"))
+            sql = shaping_query(load_sql("snapshot/rows"), limit_binds=over_limit > 0)
             con.execute(
                 f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)",
-                _params(recipe, quotas),
+                _params(recipe, quotas if over_limit > 0 else None),
             )
         con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(rows_uri))}')")
         with progress.task(f"{sid}: digest and reports"):
@@ -363,7 +366,7 @@ def _stage_summary(counts) -> dict:
     dropped: dict[str, int] = {}
     kept_by_site: dict[str, int] = {}
     total = 0
-    for site, _source, reason, n, _images in counts:
+    for site, _source, reason, _label, n, _images in counts:
         total += n
         if reason is None:
             kept_by_site[site] = kept_by_site.get(site, 0) + n
@@ -408,19 +411,28 @@ def _reports(con, recipe: Recipe, counts, stage) -> dict[str, str]:
     reports = {
         "ba_counts.csv": csv(load_sql("snapshot/report_ba_counts")),
         "bagf_counts.csv": csv(load_sql("snapshot/report_bagf_counts")),
-        "unmapped_labels.csv": csv(shaping_query(load_sql("snapshot/unmapped_labels"), through=6), _params(recipe)),
         "label_mapping.csv": csv(load_sql("snapshot/report_label_mapping")),
     }
-    before = pl.DataFrame(
-        [{"site": s, "source_id": src, "reason": r, "annotations": n, "images": i} for s, src, r, n, i in counts],
-        schema={"site": pl.String, "source_id": pl.String, "reason": pl.String, "annotations": pl.Int64, "images": pl.Int64},
+    dropped_rows = pl.DataFrame(
+        [{"source_id": src, "reason": r, "label_id": lab, "annotations": n} for _s, src, r, lab, n, _i in counts],
+        schema={"source_id": pl.String, "reason": pl.String, "label_id": pl.String, "annotations": pl.Int64},
+        orient="row",
     )
+    reports["unmapped_labels.csv"] = (
+        dropped_rows.filter(pl.col("reason") == "unmapped_label")
+        .group_by("source_id", "label_id").agg(pl.col("annotations").sum())
+        .sort(["annotations", pl.col("source_id").cast(pl.Int64), pl.col("label_id").cast(pl.Int64)],
+              descending=[True, False, False])
+        .write_csv()
+    )
+    # "before" is counted on the pinned annotations: summing the per-reason image counts of `counts`
+    # would count an image once per drop reason its rows have.
+    before = pl.from_arrow(con.execute(load_sql("snapshot/report_project_before")).to_arrow_table())
     after = pl.from_arrow(con.execute(
         "SELECT site, source_id, count(DISTINCT image_id) AS images_after, count(*) AS annotations_after "
         "FROM snapshot_rows GROUP BY ALL").to_arrow_table())
     stats = (
-        before.group_by("site", "source_id")
-        .agg(pl.col("images").sum().alias("images_before"), pl.col("annotations").sum().alias("annotations_before"))
+        before.with_columns(pl.col("images_before").cast(pl.Int64), pl.col("annotations_before").cast(pl.Int64))
         .join(after, on=["site", "source_id"], how="left")
         .with_columns(pl.col("images_after").fill_null(0), pl.col("annotations_after").fill_null(0))
         .sort("site", "source_id")

@@ -28,7 +28,8 @@ STEPS = (
 )
 STEP_VIEWS = ("step_map", "step_sources", "step_drop_growthforms", "step_rollup", "step_labels",
               "step_features", "step_limit")
-SQL_FILES = (*STEPS, "snapshot/rows", "snapshot/digest")
+NO_LIMIT_STEP = "snapshot/07_no_limit"
+SQL_FILES = (*STEPS, NO_LIMIT_STEP, "snapshot/rows", "snapshot/digest")
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,7 @@ def _lit(text: str) -> str:
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
 _FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
+_SNIFF_FILE = re.compile(r'Error when sniffing file "(.+?)"')
 _COLUMN = re.compile(r'converting column "(.+?)"')
 _VALUE = re.compile(r'Could not convert string "(.*?)"')
 
@@ -179,7 +180,7 @@ def explain_csv_error(exc: duckdb.Error, sources: list[CoralNetSource]) -> Sourc
     """Turn DuckDB's CSV error into one line naming the file, line, column, bad value and the fix."""
     text = str(exc)
     line = _LINE.search(text)
-    file = _FILE.search(text)
+    file = _FILE.search(text) or _SNIFF_FILE.search(text)
     column = _COLUMN.search(text)
     value = _VALUE.search(text)
     where = file.group(1).strip() if file else ", ".join(_file_uri(s) for s in sources[:3])

@@ -1,4 +1,7 @@
-"""MERMAID adapter: the public confirmed-annotations parquet (one file, or a folder/glob of parts).
+"""MERMAID adapter: the public confirmed-annotations parquet (one file, or a glob of parts).
+
+A glob (``*``, ``?``, ``[``) is allowed in the last path segment only, e.g. ``PREFIX/part-*.parquet``;
+a bare folder is not (its feature vectors would be ambiguous).
 
 Columns as MERMAID publishes them: ``id, image_id, point_id, row, col, benthic_attribute_id,
 benthic_attribute_name, growth_form_id, growth_form_name, updated_on, region_id, region_name``. The ids,
@@ -9,8 +12,12 @@ vectors live beside the parquet as ``<image_id>_featurevector``.
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+
 import duckdb
 
+from mermaid_data import storage
 from mermaid_data.errors import SourceFormatError
 from mermaid_data.sources.columns import match_columns
 from mermaid_data.sqlfiles import load_sql
@@ -40,6 +47,30 @@ def _literal(text: str) -> str:
 
 def _scan(uri: str) -> str:
     return f"read_parquet({_literal(uri)}, union_by_name = true, file_row_number = true, filename = true)"
+
+
+GLOB_CHARS = "*?["
+
+
+def fingerprint(uri: storage.Uri) -> str:
+    """ETag (S3) or content hash (local) and size of the export, or of every part its glob matches.
+
+    Raises FileNotFoundError when the file is missing or the glob matches nothing.
+    """
+    if not any(c in uri.name for c in GLOB_CHARS):
+        info = storage.stat(uri)
+        return f"{info.etag}:{info.size}"
+    parts = sorted(
+        (o for o in storage.list_prefix(uri.parent, recursive=False) if fnmatch.fnmatchcase(o.relative_key, uri.name)),
+        key=lambda o: o.relative_key,
+    )
+    if not parts:
+        raise FileNotFoundError(str(uri))
+    digest = hashlib.sha256(b"mermaid-parts/v1\n")
+    for part in parts:
+        info = part if uri.is_s3 else storage.stat(uri.parent.join(part.relative_key))
+        digest.update(f"{part.relative_key}\t{info.etag}\t{info.size}\n".encode())
+    return f"parts:{digest.hexdigest()}"
 
 
 def register_raw_view(con: duckdb.DuckDBPyConnection, uri: str) -> None:

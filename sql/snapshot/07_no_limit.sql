@@ -1,0 +1,2 @@
+-- Step 7 when no annotation limit binds: every row that survived steps 1-6.
+SELECT * FROM step_features WHERE drop_reason IS NULL
