@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -53,6 +54,12 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _emit(result: dict) -> None:
     print(_RESULT_PREFIX + json.dumps(result), flush=True)
 
@@ -64,7 +71,7 @@ def _child_ingest(workdir: Path, verbose: bool) -> None:
 
     sources = workdir / "sources"
     lake = Lake.open(str(workdir / "lake"))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_s()
     report = ingest(
         lake,
         mermaid_uri=str(sources / "mermaid" / MERMAID_FILE),
@@ -76,6 +83,7 @@ def _child_ingest(workdir: Path, verbose: bool) -> None:
     _emit(
         {
             "wall_s": wall,
+            "cpu_s": _cpu_s() - cpu,
             "peak_rss_bytes": _peak_rss_bytes(),
             "rows": int(report.summary.get("annotations", 0)),
             "summary": report.summary,
@@ -100,12 +108,20 @@ def _child_floor(workdir: Path) -> None:
         f"UNION ALL BY NAME SELECT * FROM read_parquet({lit(parquet)})) TO {lit(out)} (FORMAT parquet)"
     )
     con = duckdb.connect()  # DuckDB defaults: all cores, default memory limit, insertion order kept
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_s()
     con.execute(query)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _cpu_s() - cpu
     rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(out)})").fetchone()[0]
     con.close()
-    _emit({"wall_s": wall, "peak_rss_bytes": _peak_rss_bytes(), "rows": int(rows), "files": len(csvs) + 1})
+    _emit(
+        {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "peak_rss_bytes": _peak_rss_bytes(),
+            "rows": int(rows),
+            "files": len(csvs) + 1,
+        }
+    )
 
 
 def _run_child(kind: str, workdir: Path, verbose: bool) -> dict:
@@ -174,6 +190,14 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
+def _load() -> str:
+    """The 1-minute load average against the core count: other work on the machine skews wall times."""
+    try:
+        return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    except OSError:
+        return "load average unknown"
+
+
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -203,20 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     lake_dir, floor_file = workdir / "lake", workdir / "floor.parquet"
     _remove(lake_dir)
     _remove(floor_file)
+    print(f"machine: {_load()}", flush=True)
 
     try:
         print("ingest: running in a child process ...", flush=True)
         ing = _run_child("ingest", workdir, args.verbose)
         print(
-            f"ingest: {ing['rows']:,} rows, ingest() {ing['wall_s']:.2f}s "
-            f"(process incl. interpreter start and imports {ing['process_wall_s']:.2f}s)",
+            f"ingest: {ing['rows']:,} rows, ingest() {ing['wall_s']:.2f}s wall, {ing['cpu_s']:.1f}s CPU "
+            f"(process incl. interpreter start and imports {ing['process_wall_s']:.2f}s); {_load()}",
             flush=True,
         )
         print("floor: bare DuckDB COPY in a child process ...", flush=True)
         floor = _run_child("floor", workdir, False)
         print(
-            f"floor: {floor['rows']:,} rows from {floor['files']:,} files, COPY {floor['wall_s']:.2f}s "
-            f"(process {floor['process_wall_s']:.2f}s), peak RSS {floor['peak_rss_bytes'] / 1e9:.2f} GB",
+            f"floor: {floor['rows']:,} rows from {floor['files']:,} files, COPY {floor['wall_s']:.2f}s wall, "
+            f"{floor['cpu_s']:.1f}s CPU (process {floor['process_wall_s']:.2f}s), "
+            f"peak RSS {floor['peak_rss_bytes'] / 1e9:.2f} GB; {_load()}",
             flush=True,
         )
     finally:

@@ -193,7 +193,8 @@ def ingest(
                 new_source_rows[(p.site, p.source_id)] = dict(prior)
                 continue
             rows, images, dups = stats.get((p.site, p.source_id), (0, 0, 0))
-            root = str(storage.Uri.parse(p.uri).parent) if p.site == Site.MERMAID else str(storage.Uri.parse(coralnet_uri or "").join(f"s{p.source_id}"))
+            # feature_key is relative to this root: the parquet's folder, or the CoralNet root holding s<id>/
+            root = str(storage.Uri.parse(p.uri).parent) if p.site == Site.MERMAID else str(storage.Uri.parse(coralnet_uri or ""))
             new_source_rows[(p.site, p.source_id)] = _source_row(
                 p.site, p.source_id, root, p.uri, p.fingerprint, (prior or {}).get("features_fingerprint", ""),
                 rows, images, dups, (prior or {}).get("feature_count", 0), now,

@@ -226,11 +226,13 @@ def vacuum(lake: Lake, *, dry_run: bool = False) -> dict[str, int]:
         keep: set[str] = set()
         for version in pins.get(name, set()):
             keep.update(lake.delta(name, version).get_add_actions(flatten=True).column("path").to_pylist())
-        doomed = sorted(c for c in candidates if c not in keep)
+        base = storage.Uri.parse(lake.table_uri(name))
+        # deltalake lists every tombstone in the log, also those a previous vacuum already deleted:
+        # count (and delete) only the files still there, so a second vacuum reports 0.
+        doomed = sorted(c for c in candidates if c not in keep and storage.exists(base.join(c)))
         removed[name] = len(doomed)
         if dry_run:
             continue
-        base = storage.Uri.parse(lake.table_uri(name))
         for rel in doomed:
             target = base.join(rel)
             if target.is_s3:
