@@ -124,20 +124,35 @@ def _child_floor(workdir: Path) -> None:
     )
 
 
+def _cpu_stall_us() -> int | None:
+    """Linux PSI: total microseconds in which some runnable task waited for a CPU (None if unavailable)."""
+    try:
+        with open("/proc/pressure/cpu", encoding="ascii") as handle:
+            some = handle.readline().split()
+        return int(some[-1].split("=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _run_child(kind: str, workdir: Path, verbose: bool) -> dict:
     """Run one measured step in a fresh interpreter; return its JSON result plus the process wall time."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir)]
     if verbose:
         cmd.append("--verbose")
+    stall = _cpu_stall_us()
     started = time.perf_counter()
     proc = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, text=True)
     process_wall = time.perf_counter() - started
+    stall_after = _cpu_stall_us()
     lines = [line for line in proc.stdout.splitlines() if line.startswith(_RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         sys.stdout.write(proc.stdout)
         raise SystemExit(f"bench: the {kind} step failed (exit status {proc.returncode})")
     result = json.loads(lines[-1][len(_RESULT_PREFIX) :])
     result["process_wall_s"] = process_wall
+    result["cpu_stall_share"] = (
+        (stall_after - stall) / 1e6 / process_wall if stall is not None and stall_after is not None else None
+    )
     return result
 
 
@@ -198,6 +213,13 @@ def _load() -> str:
         return "load average unknown"
 
 
+def _contention(result: dict) -> str:
+    share = result.get("cpu_stall_share")
+    if share is None:
+        return ""
+    return f"; tasks waited for a CPU during {100 * share:.0f}% of it (PSI)"
+
+
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -234,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         ing = _run_child("ingest", workdir, args.verbose)
         print(
             f"ingest: {ing['rows']:,} rows, ingest() {ing['wall_s']:.2f}s wall, {ing['cpu_s']:.1f}s CPU "
-            f"(process incl. interpreter start and imports {ing['process_wall_s']:.2f}s); {_load()}",
+            f"(process incl. interpreter start and imports {ing['process_wall_s']:.2f}s); {_load()}{_contention(ing)}",
             flush=True,
         )
         print("floor: bare DuckDB COPY in a child process ...", flush=True)
@@ -242,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"floor: {floor['rows']:,} rows from {floor['files']:,} files, COPY {floor['wall_s']:.2f}s wall, "
             f"{floor['cpu_s']:.1f}s CPU (process {floor['process_wall_s']:.2f}s), "
-            f"peak RSS {floor['peak_rss_bytes'] / 1e9:.2f} GB; {_load()}",
+            f"peak RSS {floor['peak_rss_bytes'] / 1e9:.2f} GB; {_load()}{_contention(floor)}",
             flush=True,
         )
     finally:

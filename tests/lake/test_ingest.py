@@ -328,8 +328,11 @@ def test_sources_table_records_each_source(lake: Lake, demo_sources: DemoSummary
     counts = dict(zip(sources["source_id"], sources["row_count"]))
     assert counts.pop("mermaid") == demo_sources.mermaid_rows
     assert counts == csv_counts(demo_sources.dest / "coralnet")
+    # root_uri is what feature_key is relative to: the CoralNet root, the MERMAID parquet's folder
     cn = sources.filter(pl.col("site") == "coralnet")
-    assert (cn["root_uri"] == str(demo_sources.dest / "coralnet") + "/s" + cn["source_id"]).all()
+    assert set(cn["root_uri"]) == {str(demo_sources.dest / "coralnet")}
+    assert sources.filter(pl.col("site") == "mermaid")["root_uri"].to_list() == [str(demo_sources.dest / "mermaid")]
+    assert (cn["annotations_uri"] == str(demo_sources.dest / "coralnet") + "/s" + cn["source_id"] + "/annotations.csv").all()
     assert sources["duplicate_points"].sum() == demo_sources.duplicate_points
 
 

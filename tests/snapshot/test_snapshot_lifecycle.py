@@ -385,3 +385,64 @@ def test_two_concurrent_creates_publish_one_snapshot(golden: Golden, monkeypatch
     assert [p.name for p in root.iterdir()] == [results[0].snapshot_id]
     assert golden.lake.sql("SELECT count(*) AS n FROM snapshots")["n"].item() == 1
     assert cli("snapshot", "verify", results[0].snapshot_id, "--lake", str(golden.lake.uri)).exit_code == 0
+
+
+def test_two_concurrent_rebuilds_of_one_snapshot_both_succeed(lc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rebuild A is held just after writing its rows while rebuild B of the same ID runs from start to end;
+    B must not delete A's scratch files (each rebuild needs a scratch folder of its own)."""
+    lake, a, b = lc
+    real_digest = build_mod.content_digest
+    a_wrote, b_done = threading.Event(), threading.Event()
+    first = threading.Lock()
+
+    def digest(con):
+        if first.acquire(blocking=False):  # rebuild A
+            a_wrote.set()
+            assert b_done.wait(30)
+        return real_digest(con)
+
+    monkeypatch.setattr(build_mod, "content_digest", digest)
+    results, failures = {}, []
+
+    def go(who: str) -> None:
+        try:
+            if who == "B":
+                assert a_wrote.wait(30)
+            results[who] = rebuild(lake, b)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append((who, exc))
+        finally:
+            if who == "B":
+                b_done.set()
+
+    threads = [threading.Thread(target=go, args=(who,)) for who in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    assert results["A"]["identical"] and results["B"]["identical"]
+    assert not [p.name for p in (Path(lake.uri.key) / "snapshots").iterdir() if p.name.startswith(".")]
+
+
+def test_a_snapshot_published_but_not_catalogued_is_catalogued_by_the_next_create(
+    golden: Golden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between publishing the folder and appending the ``snapshots`` row must not hide the snapshot
+    from ``snapshot list`` / ``SELECT * FROM snapshots`` forever: the next create of the recipe repairs it."""
+    real_record = build_mod._record
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed between publish and record")
+
+    monkeypatch.setattr(build_mod, "_record", crash)
+    _, spec = load_case("step_sources")
+    with pytest.raises(RuntimeError):
+        golden.lake.create_snapshot(spec)
+    monkeypatch.setattr(build_mod, "_record", real_record)
+    again = golden.lake.create_snapshot(spec)
+    assert not again.created
+    assert golden.lake.sql("SELECT snapshot_id FROM snapshots")["snapshot_id"].to_list() == [again.snapshot_id]
+    version = golden.lake.delta("snapshots").version()
+    golden.lake.create_snapshot(spec)
+    assert golden.lake.delta("snapshots").version() == version  # recorded once, then nothing more is written

@@ -1,8 +1,13 @@
-"""The end-to-end demo on the embedded default: demo sources → ingest → queries (no network)."""
+"""The end-to-end demo on the embedded default (no network, no services).
+
+demo sources → ingest → queries → snapshot → train from the snapshot ID with MLflow (a SQLite store in the
+workdir unless ``MLFLOW_TRACKING_URI`` is set) → a summary saying where the run and the model are.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from mermaid_data import Lake
@@ -32,8 +37,10 @@ DEMO_QUERIES = {
 }
 
 
-def run_demo(workdir: Path, *, scale: str = "small", seed: int = 0, progress: Progress | None = None) -> dict:
-    """Generate demo sources (once), ingest them into ``workdir/lake`` and print a few queries."""
+def run_demo(
+    workdir: Path, *, scale: str = "small", seed: int = 0, epochs: int = 10, progress: Progress | None = None
+) -> dict:
+    """Generate demo sources (once), ingest them into ``workdir/lake``, snapshot, train and summarize."""
     console = Console()
     progress = progress or default_progress()
     workdir = Path(workdir).resolve()
@@ -75,14 +82,63 @@ def run_demo(workdir: Path, *, scale: str = "small", seed: int = 0, progress: Pr
     verb = "created" if snapshot.created else "exists (same recipe, nothing written)"
     console.print(f"snapshot {snapshot.snapshot_id} {verb}: {snapshot.manifest['row_count']:,} rows, "
                   f"content_sha256 {snapshot.manifest['content_sha256'][:16]}…")
-    console.print(
-        f"\nLake at {lake}. Try:\n"
-        f"  uv run mermaid-data snapshot show {snapshot.snapshot_id} --lake {lake}\n"
-        f"  uv run mermaid-data snapshot rebuild {snapshot.snapshot_id} --lake {lake}\n"
-        f"  uv run mermaid-data sql \"SELECT site, count(*) FROM annotations_mapped GROUP BY site\" --lake {lake}\n"
-        f"  uv run mermaid-data history --lake {lake}"
+    result = _train(workdir, lake, snapshot.snapshot_id, epochs=epochs, progress=progress)
+    _summary(console, lake, snapshot, result)
+    return {"lake": str(lake), "summary": report.summary, "snapshot_id": snapshot.snapshot_id,
+            "accuracy": result.headline["accuracy"], "balanced_accuracy": result.headline["balanced_accuracy"],
+            "run_id": result.run_id, "tracking_uri": result.tracking_uri, "model_uri": result.model_uri}
+
+
+def _train(workdir: Path, lake: Lake, snapshot_id: str, *, epochs: int, progress: Progress):
+    """Train from the snapshot ID, tracked in MLflow (MLFLOW_TRACKING_URI, else workdir/mlflow.db)."""
+    from mermaid_train.cli import print_result
+    from mermaid_train.mlflow_log import default_tracking_uri
+    from mermaid_train.options import MLflowOptions, TrainingOptions
+    from mermaid_train.runner import MLflowTrainingRunner
+
+    runner = MLflowTrainingRunner(
+        training_options=TrainingOptions(epochs=epochs),
+        mlflow_options=MLflowOptions(
+            experiment_name="mermaid-demo", model_name="mermaid-demo-model",
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(workdir),
+        ),
+        snapshot_id=snapshot_id, lake=str(lake), cache_dir=workdir / "cache", progress=progress,
     )
-    return {"lake": str(lake), "summary": report.summary, "snapshot_id": snapshot.snapshot_id}
+    runner.run()
+    print_result(runner.result)
+    return runner.result
+
+
+def _summary(console: Console, lake: Lake, snapshot, result) -> None:
+    h = result.headline
+    counts = result.counts
+    lines = [
+        "",
+        "[bold]Demo summary[/]",
+        f"  snapshot      {snapshot.snapshot_id}: {snapshot.manifest['row_count']:,} annotations in the snapshot; "
+        f"trained on {counts['train']:,} / ref {counts['ref']:,} / val {counts['val']:,}, {len(result.classes)} classes",
+        f"  accuracy      {h['accuracy']:.3f} (val)     balanced accuracy {h['balanced_accuracy']:.3f}     "
+        f"macro F1 {h['macro_f1']:.3f}",
+        f"  MLflow run    {result.run_id} (experiment 'mermaid-demo') in {result.tracking_uri}",
+        f"  model         {result.model_uri} (sklearn flavor); pyspacer classifier file {result.classifier_uri}",
+    ]
+    if result.run_url:
+        lines.append(f"  open          {result.run_url}")
+    else:
+        lines.append(f"  MLflow UI     uv run mlflow ui --backend-store-uri {result.tracking_uri}   "
+                     "then open http://127.0.0.1:5000")
+    lines += [
+        "",
+        f"Lake at {lake}. Try:",
+        f"  uv run mermaid-data snapshot show {snapshot.snapshot_id} --lake {lake}",
+        f"  uv run mermaid-data sql \"SELECT site, count(*) FROM snapshot('{snapshot.snapshot_id}') GROUP BY site\" "
+        f"--lake {lake}",
+        f"  MLFLOW_TRACKING_URI={result.tracking_uri} uv run mermaid-train run --snapshot {snapshot.snapshot_id} "
+        f"--lake {lake} --epochs 5 --split points",
+        f"  MLFLOW_TRACKING_URI={result.tracking_uri} uv run mermaid-train compare {result.run_id} <another run id>",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _all_sources_csv(lake: Lake, workdir: Path) -> Path:

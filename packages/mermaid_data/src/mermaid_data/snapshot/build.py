@@ -201,6 +201,8 @@ def create_snapshot(
     target = snapshot_uri(lake, sid)
     existing = read_manifest(target)
     if existing is not None and not dry_run:
+        if not _recorded(lake, sid):  # published, but the writer died before cataloguing it: repair
+            _record(lake, existing)
         return SnapshotResult(sid, False, existing, str(target))
     return build(lake, recipe, spec.name, spec.message, target, dry_run=dry_run, progress=progress)
 
@@ -340,6 +342,14 @@ def _publish(lake: Lake, scratch: storage.Uri, target: storage.Uri, manifest: di
             shutil.rmtree(scratch.key, ignore_errors=True)
             return False
         raise
+
+
+def _recorded(lake: Lake, snapshot_id: str) -> bool:
+    """True if the ``snapshots`` table has a row for ``snapshot_id``."""
+    table = lake.delta(SNAPSHOTS.name)
+    if table is None:
+        return False
+    return snapshot_id in set(table.to_pyarrow_table(columns=["snapshot_id"]).column(0).to_pylist())
 
 
 def _record(lake: Lake, manifest: dict) -> None:

@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -117,7 +118,7 @@ def rebuild(lake: Lake, snapshot_id: str) -> dict:
     for table, version in sorted(recipe.input_versions.items()):
         if lake.delta(table, version) is None:
             differences.append(f"table {table} version {version} is no longer readable")
-    scratch = snapshots_root(lake).join(f".rebuild-{sid}")
+    scratch = snapshots_root(lake).join(f".rebuild-{sid}-{uuid.uuid4().hex[:8]}")  # one per rebuild: they may run at once
     storage.delete_prefix(scratch)
     try:
         result = build(lake, recipe, old["name"], old["message"], scratch, publish=False)

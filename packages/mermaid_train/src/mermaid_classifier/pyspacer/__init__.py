@@ -1,0 +1,1 @@
+"""pyspacer training (the seed's package); the code lives in ``mermaid_train``."""

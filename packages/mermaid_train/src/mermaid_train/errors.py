@@ -1,0 +1,29 @@
+"""One root error for training; every subclass names what is wrong, where, and what to do about it.
+
+``MermaidTrainError`` subclasses ``mermaid_data.errors.MermaidDataError`` so the CLIs print
+``str(error)`` (one line: ``where: problem. Fix: fix``) for any of them without a stack trace.
+"""
+
+from __future__ import annotations
+
+from mermaid_data.errors import MermaidDataError
+
+
+class MermaidTrainError(MermaidDataError):
+    """Root of every error that mermaid_train raises on purpose (``problem``, ``where``, ``fix``)."""
+
+
+class TrainDataError(MermaidTrainError):
+    """The snapshot rows cannot be trained on (fewer than two classes after splitting, empty sets, ...)."""
+
+
+class FeatureError(MermaidTrainError):
+    """A feature file is missing, corrupt, truncated, or lacks points that the annotations name."""
+
+
+class TrainConfigError(MermaidTrainError):
+    """A training option is invalid (ratios, trainer, classifier type, epochs, ...)."""
+
+
+class TrackingError(MermaidTrainError):
+    """The MLflow tracking server or model registry cannot be used (unreachable, bad model name, ...)."""

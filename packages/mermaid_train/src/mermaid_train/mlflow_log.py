@@ -1,0 +1,346 @@
+"""MLflow: where runs go, the pre-flight check of the tracking server, and logging one finished run.
+
+Layout of a logged run (see docs/training.md):
+
+- params: every option (``dataset.*``, ``training.*``, ``mlflow.*``) plus ``snapshot_id``;
+- metrics: the headline val metrics at step 0; ``ref_accuracy`` and ``epoch_seconds`` per epoch (step =
+  epoch);
+- artifacts: the run folder (``classifier.pkl``, ``valresult.json``, ``train_summary.yaml``,
+  ``annotations_val.csv``, the ``annotations_to_log`` selection, ``split.parquet``,
+  ``profiled_sections.csv``, ``metrics/`` CSVs and PNGs, ``snapshot/`` reports and manifest);
+- the model: sklearn flavor (skops format, explicit pip requirements) under ``model``, registered under
+  the timestamped model name;
+- the snapshot as a dataset input (name = snapshot ID, digest = its ``content_sha256``), context training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mermaid_data.progress import Progress, SilentProgress
+
+from mermaid_train.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mermaid_train.runner import RunResult
+
+#: Types inside a calibrated pyspacer classifier that skops does not trust by default (checked at log time).
+SKOPS_TRUSTED_TYPES = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+)
+DIGEST_CHARS = 32  # MLflow stores dataset digests in 36 characters
+FIX_SERVER = ("start the server (`mlflow server --host 127.0.0.1 --port 5000`), correct MLFLOW_TRACKING_URI, "
+              "or unset it to log to ./mlflow.db")
+
+
+def default_tracking_uri(directory: str | Path | None = None) -> str:
+    """``sqlite:///<directory or cwd>/mlflow.db`` (file: stores are refused by MLflow 3)."""
+    return f"sqlite:///{(Path(directory) if directory else Path.cwd()).resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """The option, else ``MLFLOW_TRACKING_URI``, else the SQLite store in the working directory."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _scheme(uri: str) -> str:
+    return uri.split(":", 1)[0].lower() if "://" in uri or uri.startswith(("sqlite:", "databricks")) else ""
+
+
+def check_tracking(uri: str, experiment: str, *, timeout_s: float | None = None) -> None:
+    """Fail fast (seconds) if the tracking store cannot be used; called before any heavy work."""
+    from mermaid_train.options import get_train_settings
+
+    timeout = timeout_s if timeout_s is not None else get_train_settings().tracking_timeout_s
+    scheme = _scheme(uri)
+    if scheme in ("", "file"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+            raise TrackingError(
+                "file-system tracking stores are refused by MLflow 3", where=uri,
+                fix="use a database store such as sqlite:///mlflow.db or an MLflow server URL")
+        return
+    if scheme == "sqlite":
+        path = Path(uri.split("sqlite:///", 1)[-1]) if uri.startswith("sqlite:///") else None
+        if path is not None and str(path) not in ("", ":memory:"):
+            folder = path.parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TrackingError(f"cannot create the folder of the SQLite store ({exc.strerror})", where=uri,
+                                    fix="point MLFLOW_TRACKING_URI at a writable sqlite:/// path") from None
+            if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+                raise TrackingError("the SQLite store is not writable", where=uri,
+                                    fix="point MLFLOW_TRACKING_URI at a writable sqlite:/// path")
+        return
+    if scheme in ("http", "https"):
+        _probe_http(uri, timeout)
+        _probe_api(uri, experiment, timeout)
+
+
+def _probe_http(uri: str, timeout: float) -> None:
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise TrackingError(f"the tracking server answered HTTP {exc.code} on /health", where=uri,
+                                fix=FIX_SERVER) from None
+        # 401/403/404: something answers (auth proxy, no /health route); the API probe decides
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"cannot reach the MLflow tracking server within {timeout:g}s ({reason})", where=uri,
+                            fix=FIX_SERVER) from None
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _probe_api(uri: str, experiment: str, timeout: float) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with _env(MLFLOW_HTTP_REQUEST_TIMEOUT=str(max(1, int(timeout))), MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"):
+        try:
+            MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+        except MlflowException as exc:
+            raise TrackingError(f"the tracking server refused a request ({str(exc).splitlines()[0][:200]})",
+                                where=uri, fix=FIX_SERVER + "; check credentials (MLFLOW_TRACKING_TOKEN)") from None
+        except Exception as exc:  # requests errors
+            raise TrackingError(f"the tracking server did not answer ({type(exc).__name__})", where=uri,
+                                fix=FIX_SERVER) from None
+
+
+@contextmanager
+def tracking(uri: str) -> Iterator[None]:
+    """Point the fluent MLflow API at ``uri`` for the block, then restore the previous setting."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = tracking_utils._tracking_uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri = previous
+
+
+def _artifact_root(uri: str) -> str | None:
+    """For a SQLite store: artifacts beside the database (``<dir>/mlartifacts``), not in ./mlruns."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def experiment_id(uri: str, name: str) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=_artifact_root(uri))
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions of what loading the model needs."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "numpy", "scipy", "skops", "pyspacer")]
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The skops types of ``model`` that need trusting: our known list, plus any other sklearn type found."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    extra = sorted(t for t in found if t.startswith("sklearn.") and t not in SKOPS_TRUSTED_TYPES)
+    return [t for t in SKOPS_TRUSTED_TYPES if t in found] + extra
+
+
+def _schema(columns: dict[str, str]):
+    from mlflow.types import ColSpec, DataType, Schema
+
+    kinds = {"String": DataType.string, "Utf8": DataType.string, "Int64": DataType.long, "Int32": DataType.integer,
+             "Int16": DataType.integer, "UInt16": DataType.integer, "UInt32": DataType.long, "UInt64": DataType.long,
+             "Float64": DataType.double, "Float32": DataType.float, "Boolean": DataType.boolean}
+    specs = []
+    for name, dtype in columns.items():
+        base = dtype.split("(", 1)[0]
+        kind = DataType.datetime if base.startswith("Datetime") else kinds.get(base, DataType.string)
+        specs.append(ColSpec(kind, name))
+    return Schema(specs)
+
+
+def snapshot_dataset(result: RunResult):
+    """The snapshot as an MLflow dataset: name = snapshot ID, digest = content SHA-256, source = its rows."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    rows_uri = f"{result.lake.rstrip('/')}/snapshots/{result.snapshot_id}/rows.parquet"
+    try:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local source
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(rows_uri)
+    except Exception:  # no source type for this URI scheme
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+        source = HTTPDatasetSource(url=rows_uri)
+    digest = (result.manifest.get("content_sha256") or "")[:DIGEST_CHARS] or None
+    return MetaDataset(source, name=result.snapshot_id, digest=digest, schema=_schema(result.rows_schema))
+
+
+def log_run(
+    result: RunResult,
+    *,
+    tracking_uri: str,
+    experiment: str,
+    model_name: str,
+    register: bool = True,
+    progress: Progress | None = None,
+) -> None:
+    """Log a finished run (see the module docstring); fills ``result``'s MLflow fields."""
+    progress = progress or SilentProgress()
+    # no `uv export` of this workspace into the model (slow; the pip requirements are explicit), and no
+    # "cannot resolve pip's version" warning (the venv has no pip; the model does not need it)
+    env_logger = logging.getLogger("mlflow.utils.environment")
+    level = env_logger.level
+    env_logger.setLevel(logging.ERROR)
+    try:
+        with progress.task(f"log to MLflow ({tracking_uri})"), tracking(tracking_uri), \
+                _env(MLFLOW_UV_AUTO_DETECT="false", MLFLOW_LOG_UV_FILES="false"):
+            _log(result, tracking_uri, experiment, model_name, register)
+    finally:
+        env_logger.setLevel(level)
+
+
+def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool) -> None:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+    from mlflow.models import infer_signature
+    from spacer.data_classes import DataLocation
+    from spacer.storage import load_classifier
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = experiment_id(uri, experiment)
+    tags = {
+        "mermaid.snapshot_id": result.snapshot_id,
+        "mermaid.lake": result.lake,
+        "mermaid.trainer": str(result.params.get("training.trainer", "")),
+        "mermaid.model_name": model_name,
+        "mlflow.note.content": _note(result),
+    }
+    run = client.create_run(exp_id, run_name=result.run_name, tags=tags)
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        params = {**{k: _param(v) for k, v in result.params.items()}, "snapshot_id": result.snapshot_id,
+                  "snapshot_content_sha256": result.manifest.get("content_sha256", ""),
+                  "snapshot_rows": str(result.manifest.get("row_count", "")), "lake": result.lake,
+                  "model_name": model_name}
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[i:i + 100])
+        now = _now_ms()
+        metrics = [Metric(_metric_key(k), float(v), now, 0) for k, v in result.headline.items() if v == v]
+        for name, count in result.counts.items():
+            metrics.append(Metric(f"{name}_annotations", float(count), now, 0))
+        metrics.append(Metric("classes", float(len(result.classes)), now, 0))
+        metrics.append(Metric("dropped_classes", float(len(result.dropped_classes)), now, 0))
+        if result.passes_coralnet_rule is not None:
+            metrics.append(Metric("passes_coralnet_rule", float(result.passes_coralnet_rule), now, 0))
+        for epoch, acc in enumerate(result.ref_accs):
+            metrics.append(Metric("ref_accuracy", float(acc), now, epoch))
+        for epoch, secs in enumerate(result.epoch_seconds):
+            metrics.append(Metric("epoch_seconds", float(secs), now, epoch))
+        for section in result.sections.iter_rows(named=True):
+            metrics.append(Metric(f"section_{section['section']}_seconds", float(section["seconds"]), now, 0))
+            metrics.append(Metric(f"section_{section['section']}_peak_rss_mb", float(section["peak_rss_mb"]), now, 0))
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[i:i + 1000])
+
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_input(snapshot_dataset(result), context="training",
+                             tags={"rows": str(result.manifest.get("row_count", ""))})
+            mlflow.log_artifacts(str(result.out_dir))
+            model = load_classifier(DataLocation("filesystem", str(result.files["classifier.pkl"])))
+            signature = None
+            if result.example_x is not None and len(result.example_x):
+                signature = infer_signature(result.example_x, model.predict(result.example_x))
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                serialization_format="skops",
+                skops_trusted_types=trusted_types(model),
+                pip_requirements=pip_requirements(),
+                signature=signature,
+                registered_model_name=model_name if register else None,
+                await_registration_for=60,
+                tags={"snapshot_id": result.snapshot_id},
+            )
+            result.classifier_uri = mlflow.get_artifact_uri("classifier.pkl")
+        result.model_uri = info.model_uri
+        if register:
+            version = str(info.registered_model_version)
+            result.registered_model, result.registered_version = model_name, version
+            client.set_model_version_tag(model_name, version, "snapshot_id", result.snapshot_id)
+            client.set_model_version_tag(model_name, version, "accuracy", f"{result.headline['accuracy']:.4f}")
+            result.model_uri = f"models:/{model_name}/{version}"
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    result.tracking_uri, result.experiment_id, result.run_id = uri, exp_id, run_id
+    if uri.startswith(("http://", "https://")):
+        result.run_url = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _metric_key(name: str) -> str:
+    return name.replace("@", "_at_")
+
+
+def _param(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= 6000 else text[:5990] + "…"
+
+
+def _note(result: RunResult) -> str:
+    h = result.headline
+    return (f"Snapshot `{result.snapshot_id}` ({result.manifest.get('row_count', 0):,} rows, "
+            f"{len(result.classes)} classes): val accuracy {h['accuracy']:.3f}, balanced accuracy "
+            f"{h['balanced_accuracy']:.3f}, macro F1 {h['macro_f1']:.3f}.")
+
+
+__all__ = ["SKOPS_TRUSTED_TYPES", "check_tracking", "default_tracking_uri", "experiment_id", "log_run",
+           "pip_requirements", "resolve_tracking_uri", "snapshot_dataset", "tracking", "trusted_types"]

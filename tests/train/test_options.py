@@ -1,0 +1,158 @@
+"""The seed API's option classes: defaults as documented, validation before any heavy work."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from mermaid_train.errors import MermaidTrainError, TrainConfigError
+from mermaid_train.options import (
+    MODEL_NAME_MAX,
+    AnnotationsSelection,
+    DatasetOptions,
+    MLflowOptions,
+    TrainingOptions,
+    flat_params,
+    parse_annotations_to_log,
+    timestamped,
+    validate_model_name,
+)
+
+
+def test_documented_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MERMAID_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv("MERMAID_MISSING_FEATURES_ALLOWED", raising=False)
+    d = DatasetOptions()
+    assert d.include_mermaid is True
+    assert d.coralnet_sources_csv is None
+    assert (d.label_rollup_spec_csv, d.included_labels_csv, d.excluded_labels_csv) == (None, None, None)
+    assert d.drop_growthforms is False
+    assert d.ref_val_ratios == (0.1, 0.1)
+    assert d.annotation_limit is None
+    assert d.missing_allowed_pct() == 5.0
+    t = TrainingOptions()
+    assert (t.epochs, t.seed, t.split, t.clf_type, t.trainer) == (10, 0, "images", "MLP", "packed")
+    m = MLflowOptions()
+    assert m.annotations_to_log is None
+    assert m.resolved_experiment() == "mermaid-classifier"
+    d.validate()
+    t.validate()
+    m.validate()
+
+
+def test_settings_drive_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MERMAID_EXPERIMENT_NAME", "reef-exp")
+    monkeypatch.setenv("MERMAID_MODEL_NAME", "reef-model")
+    monkeypatch.setenv("MERMAID_MISSING_FEATURES_ALLOWED", "2.5")
+    monkeypatch.setenv("MERMAID_LAKE_URI", "/somewhere/lake")
+    assert MLflowOptions().resolved_experiment() == "reef-exp"
+    assert MLflowOptions().resolved_model_name() == "reef-model"
+    assert MLflowOptions(experiment_name="mine").resolved_experiment() == "mine"
+    assert DatasetOptions().missing_allowed_pct() == 2.5
+    assert DatasetOptions(missing_features_allowed=0).missing_allowed_pct() == 0.0
+    assert DatasetOptions().lake_uri() == "/somewhere/lake"
+    assert DatasetOptions(lake="s3://b/lake").lake_uri() == "s3://b/lake"
+
+
+def test_seed_call_is_valid() -> None:
+    DatasetOptions(
+        include_mermaid=False, coralnet_sources_csv="sources/sample.csv", drop_growthforms=True,
+        label_rollup_spec_csv="labels/rollups.csv", included_labels_csv="labels/inclusions.csv",
+        ref_val_ratios=(0.075, 0.125), annotation_limit=5000,
+    ).validate()
+    TrainingOptions(epochs=5).validate()
+    MLflowOptions(experiment_name="My Experiment 1", model_name="my-model", annotations_to_log="all").validate()
+
+
+@pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.6), (0.9, 0.2), (-0.1, 0.2), (0.1,), "0.1,0.1",
+                                    (float("nan"), 0.1)])
+def test_ratios_must_sum_below_one(ratios) -> None:
+    with pytest.raises(TrainConfigError) as info:
+        DatasetOptions(ref_val_ratios=ratios).validate()
+    assert "ratio" in str(info.value)
+    assert "Fix:" in str(info.value)
+
+
+def test_include_and_exclude_together_is_an_error() -> None:
+    with pytest.raises(TrainConfigError, match="both an include CSV and an exclude CSV"):
+        DatasetOptions(included_labels_csv="a.csv", excluded_labels_csv="b.csv").validate()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"epochs": 0}, {"epochs": 2.5}, {"epochs": True}, {"seed": -1}, {"split": "sources"},
+               {"clf_type": "SVM"}, {"trainer": "fast"}, {"batch_size": 0}],
+)
+def test_training_options_validation(kwargs) -> None:
+    with pytest.raises(TrainConfigError):
+        TrainingOptions(**kwargs).validate()
+
+
+def test_previous_model_as_string_becomes_tuple() -> None:
+    t = TrainingOptions(previous_model_locs="/tmp/model.pkl")
+    t.validate()
+    assert t.previous_model_locs == ("/tmp/model.pkl",)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (None, None),
+        ("all", AnnotationsSelection("all")),
+        ("s123", AnnotationsSelection("source", "123")),
+        ("s007", AnnotationsSelection("source", "7")),
+        ("i456", AnnotationsSelection("image", "456")),
+        ("i3f2a9c1e-0000-4000-8000-000000000001", AnnotationsSelection("image", "3f2a9c1e-0000-4000-8000-000000000001")),
+    ],
+)
+def test_annotations_to_log_grammar(spec, expected) -> None:
+    assert parse_annotations_to_log(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", "ALL", "some", "s", "sx1", "s12a", "i", "x123", "s-1", "i../etc", 123, "all; rm"])
+def test_annotations_to_log_outside_the_grammar(spec) -> None:
+    with pytest.raises(TrainConfigError) as info:
+        parse_annotations_to_log(spec)
+    assert "annotations_to_log" in str(info.value)
+    with pytest.raises(MermaidTrainError):
+        MLflowOptions(annotations_to_log=spec).validate()
+
+
+def test_annotation_selection_file_names() -> None:
+    assert parse_annotations_to_log("all").file_name == "annotations_all.csv"
+    assert parse_annotations_to_log("s12").file_name == "annotations_source_12.csv"
+    assert parse_annotations_to_log("i9").file_name == "annotations_image_9.csv"
+
+
+@pytest.mark.parametrize("name", ["my-model", "CustomModelNameHere", "reef model v2", "a.b_c-d", "x" * 240])
+def test_valid_model_names(name) -> None:
+    assert validate_model_name(name) == name
+    assert len(timestamped(name)) <= MODEL_NAME_MAX
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", " lead", "a/b", "team:model", "tab\there", "new\nline", "bell\x07", "zero\u200bwidth",
+             ".hidden", "..", "x" * 241, "q?x", "p%20"],
+)
+def test_invalid_model_names(name) -> None:
+    with pytest.raises(TrainConfigError) as info:
+        validate_model_name(name)
+    assert "Fix:" in str(info.value)
+    with pytest.raises(TrainConfigError):
+        MLflowOptions(model_name=name).validate()
+
+
+def test_timestamp_is_appended() -> None:
+    assert timestamped("my-model", datetime(2025, 1, 31, 12, 0, 5)) == "my-model-20250131-120005"
+
+
+def test_flat_params_cover_every_option() -> None:
+    params = flat_params(DatasetOptions(ref_val_ratios=(0.075, 0.125)), TrainingOptions(epochs=5),
+                         MLflowOptions(model_name="m"))
+    assert params["dataset.ref_val_ratios"] == "0.075,0.125"
+    assert params["dataset.include_mermaid"] is True
+    assert params["dataset.coralnet_sources_csv"] == ""
+    assert params["training.epochs"] == 5
+    assert params["training.trainer"] == "packed"
+    assert params["mlflow.model_name"] == "m"
+    assert all(isinstance(k, str) and k.count(".") == 1 for k in params)
