@@ -16,6 +16,9 @@
      train with ``PackedTrainer`` through ``spacer.tasks.train_classifier``;
    - ours, second run: the same, reusing the cache and the packed arrays.
 
+   Stock runs with pyspacer's defaults (OpenBLAS picks its thread count) unless ``--stock-blas-threads``
+   is given; ours trains with one BLAS thread (see mermaid_train.trainer).
+
 3. A table, then the last line::
 
     speedup=<stock s / ours first> rerun_speedup=<stock s / ours second> accuracy_delta_pp=<ours - stock> \
@@ -100,7 +103,7 @@ def prepare(workdir: Path, annotations: int, seed: int, n_classes: int) -> dict:
 # ----------------------------------------------------------------------------------------------------
 
 
-def child_stock(workdir: Path, snapshot_id: str, epochs: int) -> dict:
+def child_stock(workdir: Path, snapshot_id: str, epochs: int, blas_threads: int | None) -> dict:
     from mermaid_data import Lake
     from spacer.data_classes import DataLocation
     from spacer.messages import TrainClassifierMsg
@@ -126,7 +129,13 @@ def child_stock(workdir: Path, snapshot_id: str, epochs: int) -> dict:
         previous_model_locs=[], model_loc=DataLocation("filesystem", str(out / "classifier.pkl")),
         valresult_loc=DataLocation("filesystem", str(out / "valresult.json")),
         feature_cache_dir=TrainClassifierMsg.FeatureCache.DISABLED)
-    result = train_classifier(msg)
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
+            result = train_classifier(msg)
+    else:
+        result = train_classifier(msg)
     wall = time.perf_counter() - started
     return {"wall_s": wall, "labels_s": labelled, "accuracy": result.acc, "ref_accs": result.ref_accs,
             "peak_rss_gb": _peak_rss_gb(), "counts": split.counts(), "classes": len(split.classes)}
@@ -162,6 +171,8 @@ def child_ours(workdir: Path, snapshot_id: str, epochs: int, fresh: bool) -> dic
 def run_child(args: argparse.Namespace, kind: str, snapshot_id: str) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--workdir", str(args.workdir), "--epochs", str(args.epochs),
            "--snapshot", snapshot_id]
+    if args.stock_blas_threads:
+        cmd += ["--stock-blas-threads", str(args.stock_blas_threads)]
     print(f"running {kind} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -178,6 +189,8 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=40, help="keep the N most frequent classes (20-50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-stock", action="store_true")
+    parser.add_argument("--stock-blas-threads", type=int, default=None,
+                        help="limit BLAS threads for the stock run (default: pyspacer's, i.e. OpenBLAS's own)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--child", choices=("stock", "ours-first", "ours-second"), help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
@@ -188,7 +201,7 @@ def main() -> None:
 
     if args.child:
         if args.child == "stock":
-            result = child_stock(args.workdir, args.snapshot, args.epochs)
+            result = child_stock(args.workdir, args.snapshot, args.epochs, args.stock_blas_threads)
         else:
             result = child_ours(args.workdir, args.snapshot, args.epochs, fresh=args.child == "ours-first")
         print(_RESULT + json.dumps(result), flush=True)
@@ -203,6 +216,7 @@ def main() -> None:
 
     counts = prep["class_counts"]
     table = [
+        ("stock BLAS threads", str(args.stock_blas_threads or "OpenBLAS default"), ""),
         ("snapshot", f"{sid}: {prep['rows']:,} rows, {len(counts)} classes ({counts[0]:,} .. {counts[-1]:,})", ""),
         ("ours: rows packed", f"{first['rows']:,}", ""),
     ]

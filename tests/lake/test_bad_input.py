@@ -60,8 +60,13 @@ class Case:
         return path
 
     def ingest(self, **kw) -> None:
-        ingest(self.lake, mermaid_uri=kw.pop("mermaid_uri", None), coralnet_uri=kw.pop("coralnet_uri", str(self.coralnet)),
-               api=kw.pop("api", None), **kw)
+        ingest(
+            self.lake,
+            mermaid_uri=kw.pop("mermaid_uri", None),
+            coralnet_uri=kw.pop("coralnet_uri", str(self.coralnet)),
+            api=kw.pop("api", None),
+            **kw,
+        )
 
     def cli(self, *extra: str):
         args = ["ingest", "--lake", str(self.lake_dir), "--mermaid", "none", "--api", "none", *extra]
@@ -103,7 +108,9 @@ def assert_names_fix(message: str) -> None:
     assert len(message.split("Fix:", 1)[1].strip()) > 10, message
 
 
-def check_csv_error(case: Case, path: Path, *, line: int | None, column: str | None, words: tuple[str, ...] = ()):
+def check_csv_error(
+    case: Case, path: Path, *, line: int | None, column: str | None, words: tuple[str, ...] = ()
+):
     """Python: SourceFormatError with file/row/column; CLI: the same as one line; lake unchanged."""
     with pytest.raises(SourceFormatError) as info:
         case.ingest()
@@ -171,7 +178,8 @@ def test_csv_bad_value_names_file_line_column(
 def test_csv_bad_value_deep_in_a_big_file(case: Case) -> None:
     """Bug pinned: line numbers off once DuckDB reads a file in several chunks."""
     rows = "".join(f"{i},{i % 500},{i % 700},82\n" for i in range(60_000))
-    path = case.write("2", "Image ID,Row,Column,Label ID\n" + rows + "7,8,-9,82\n" + rows[:2000])
+    tail = "".join(rows.splitlines(keepends=True)[:100])  # whole lines: a cut line would be a second error
+    path = case.write("2", "Image ID,Row,Column,Label ID\n" + rows + "7,8,-9,82\n" + tail)
     check_csv_error(case, path, line=60_002, column="Column", words=("'-9'",))
 
 
@@ -205,8 +213,10 @@ def test_csv_empty_file_is_a_clear_error(case: Case) -> None:
         ("column order", b"Label ID,Column,Image ID,Row\n82,20,5,10\n83,21,5,11\n84,22,6,12\n"),
         (
             "all at once, extra columns",
-            b"\xef\xbb\xbfLabel,label id,COLUMN,Annotator,row,IMAGE ID\r\n"
-            b"Turf,82,20,kim,10,5\r\nSand,83,21,kim,11,5\r\nRubble,84,22,\"a, b\",12,6\r\n",
+            (
+                b"\xef\xbb\xbfLabel,label id,COLUMN,Annotator,row,IMAGE ID\r\n"
+                b'Turf,82,20,kim,10,5\r\nSand,83,21,kim,11,5\r\nRubble,84,22,"a, b",12,6\r\n'
+            ),
         ),
     ],
 )
@@ -215,7 +225,7 @@ def test_csv_variants_are_accepted(case: Case, name: str, raw: bytes) -> None:
     case.write("2", raw)
     case.ingest()
     rows = case.lake.sql(
-        'SELECT image_id, "row", col, label_id FROM annotations WHERE source_id = \'2\' ORDER BY ALL'
+        "SELECT image_id, \"row\", col, label_id FROM annotations WHERE source_id = '2' ORDER BY ALL"
     ).rows()
     assert rows == [("5", 10, 20, "82"), ("5", 11, 21, "83"), ("6", 12, 22, "84")]
     result = case.cli()
@@ -364,15 +374,16 @@ def test_mermaid_growth_form_none_empty_null_become_empty(case: Case, mermaid_ta
     pq.write_table(table, path)
     case.ingest(mermaid_uri=str(path), coralnet_uri=None)
     lake = case.lake
-    got = lake.sql(
-        "SELECT annotation_id, growth_form_id FROM annotations WHERE site = 'mermaid'"
-    )
+    got = lake.sql("SELECT annotation_id, growth_form_id FROM annotations WHERE site = 'mermaid'")
     by_id = dict(got.rows())
     ids = [v.lower() for v in table.column("id").to_pylist()]
     assert [by_id[i] for i in ids[:6]] == ["", "", "", "", "", real.lower()]
-    assert lake.sql(
-        "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND (growth_form_id IS NULL OR growth_form_id = 'None')"
-    ).item() == 0
+    assert (
+        lake.sql(
+            "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND (growth_form_id IS NULL OR growth_form_id = 'None')"
+        ).item()
+        == 0
+    )
     assert lake.sql("SELECT count(*) FROM annotations_mapped WHERE site = 'mermaid'").item() == table.num_rows
 
 
@@ -408,12 +419,15 @@ def test_mermaid_parts_with_null_typed_column(case: Case, mermaid_table: pa.Tabl
     versions = lake.versions()
     case.ingest(mermaid_uri=str(parts / "*.parquet"), coralnet_uri=None)
     assert lake.versions() == versions, "an unchanged set of parts must not write a new version"
-    assert lake.sql("SELECT count(*) FROM annotations WHERE site = 'mermaid'").item() == mermaid_table.num_rows
+    assert (
+        lake.sql("SELECT count(*) FROM annotations WHERE site = 'mermaid'").item() == mermaid_table.num_rows
+    )
     first_gf = pl.from_arrow(first.select(["id", "growth_form_id"]))
     expected_empty = int((first_gf["growth_form_id"] == "None").sum()) + second.num_rows
-    assert lake.sql(
-        "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND growth_form_id = ''"
-    ).item() == expected_empty
+    assert (
+        lake.sql("SELECT count(*) FROM annotations WHERE site = 'mermaid' AND growth_form_id = ''").item()
+        == expected_empty
+    )
 
 
 def test_mermaid_file_not_found(case: Case) -> None:
@@ -485,17 +499,17 @@ def test_unreachable_api_fails_fast(case: Case, impatient: None) -> None:
     assert_names_fix(str(info.value))
     case.assert_unchanged()
     result = CliRunner().invoke(
-        app, ["ingest", "--lake", str(case.lake_dir), "--mermaid", "none", "--api", url], env={"COLUMNS": "250"}
+        app,
+        ["ingest", "--lake", str(case.lake_dir), "--mermaid", "none", "--api", url],
+        env={"COLUMNS": "250"},
     )
     assert url in one_line_error(result)
     case.assert_unchanged()
 
 
-def test_api_that_never_answers_times_out(case: Case, impatient: None, demo_sources: DemoSummary) -> None:
+def test_api_that_never_answers_times_out(case: Case, impatient: None, demo_api_payloads) -> None:
     """Bug pinned: an API that accepts the connection but never answers blocking ingest forever."""
-    from tests.conftest import load_api_pages
-
-    with ApiServer(*load_api_pages(demo_sources.dest / "api"), delay_s=30) as server:
+    with ApiServer(*demo_api_payloads, delay_s=30) as server:
         started = time.monotonic()
         with pytest.raises(SourceUnreachableError) as info:
             case.ingest(api=server.base_url)
@@ -522,8 +536,18 @@ def test_no_lake_written_when_the_first_ingest_fails(tmp_path: Path) -> None:
     path.write_text("Image ID,Row,Column,Label ID\n1,1,1,82\n1,2,2,-82\n")
     lake_dir = tmp_path / "lake"
     result = CliRunner().invoke(
-        app, ["ingest", "--lake", str(lake_dir), "--mermaid", "none", "--api", "none",
-              "--coralnet", str(tmp_path / "coralnet")],
+        app,
+        [
+            "ingest",
+            "--lake",
+            str(lake_dir),
+            "--mermaid",
+            "none",
+            "--api",
+            "none",
+            "--coralnet",
+            str(tmp_path / "coralnet"),
+        ],
     )
     line = one_line_error(result)
     assert str(path) in line and "row 3" in line

@@ -24,7 +24,9 @@ MERMAID_PARQUET = "mermaid/mermaid_confirmed_annotations.parquet"
 @pytest.fixture(scope="module")
 def medium(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, dict[tuple[str, str], int]]:
     """300k annotations without features, and each source's row count read from the files themselves."""
-    summary = generate_demo_sources(tmp_path_factory.mktemp("crash") / "src", annotations=300_000, features=False, seed=3)
+    summary = generate_demo_sources(
+        tmp_path_factory.mktemp("crash") / "src", annotations=300_000, features=False, seed=3
+    )
     expected = {("mermaid", "mermaid"): pq.read_metadata(summary.dest / MERMAID_PARQUET).num_rows}
     for source in (summary.dest / "coralnet").iterdir():
         count = pl.scan_csv(source / "annotations.csv", infer_schema=False).select(pl.len()).collect().item()
@@ -35,17 +37,28 @@ def medium(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, dict[
 
 def committed_versions(lake_dir: Path) -> int:
     """How many Delta commit files exist under the lake (cheap: no table is opened)."""
-    return sum(1 for _ in (lake_dir / "tables").glob("*/_delta_log/*.json")) if (lake_dir / "tables").exists() else 0
+    return (
+        sum(1 for _ in (lake_dir / "tables").glob("*/_delta_log/*.json"))
+        if (lake_dir / "tables").exists()
+        else 0
+    )
 
 
 def start_ingest(lake_dir: Path, src: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            sys.executable, "-m", "mermaid_data.cli", "ingest",
-            "--lake", str(lake_dir),
-            "--mermaid", str(src / MERMAID_PARQUET),
-            "--coralnet", str(src / "coralnet"),
-            "--api", str(src / "api"),
+            sys.executable,
+            "-m",
+            "mermaid_data.cli",
+            "ingest",
+            "--lake",
+            str(lake_dir),
+            "--mermaid",
+            str(src / MERMAID_PARQUET),
+            "--coralnet",
+            str(src / "coralnet"),
+            "--api",
+            str(src / "api"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -53,10 +66,14 @@ def start_ingest(lake_dir: Path, src: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def kill_when(process: subprocess.Popen[bytes], lake_dir: Path, min_commits: int, extra_delay_s: float) -> str:
+def kill_when(
+    process: subprocess.Popen[bytes], lake_dir: Path, min_commits: int, extra_delay_s: float
+) -> str:
     """SIGKILL once ``min_commits`` commit files exist (then wait ``extra_delay_s``); say when it landed."""
     deadline = time.monotonic() + 60
-    while committed_versions(lake_dir) < min_commits and process.poll() is None and time.monotonic() < deadline:
+    while (
+        committed_versions(lake_dir) < min_commits and process.poll() is None and time.monotonic() < deadline
+    ):
         time.sleep(0.005)
     if extra_delay_s:
         time.sleep(extra_delay_s)

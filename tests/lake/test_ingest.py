@@ -83,7 +83,9 @@ def append_row(csv_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSummary, ingest_demo) -> tuple[Lake, IngestReport]:
+def ingested(
+    tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSummary, ingest_demo
+) -> tuple[Lake, IngestReport]:
     lake_dir = tmp_path_factory.mktemp("lake") / "lake"
     report = ingest_demo(lake_dir, demo_sources.dest)
     return Lake.open(str(lake_dir)), report
@@ -120,14 +122,27 @@ def test_contract_views_exist_with_their_columns(lake: Lake) -> None:
     """Bug pinned: a contract view missing or a contract column renamed/retyped (users' queries break)."""
     views = set(lake.sql("SELECT table_name FROM information_schema.tables")["table_name"])
     assert set(DERIVED_VIEWS) <= views
-    assert {"annotations", "annotations_mapped", "unmapped_annotations", "label_mapping_resolved",
-            "label_mapping_conflicts"} <= views
+    assert {
+        "annotations",
+        "annotations_mapped",
+        "unmapped_annotations",
+        "label_mapping_resolved",
+        "label_mapping_conflicts",
+    } <= views
     for view in ("annotations", "annotations_mapped", "unmapped_annotations"):
         described = dict(lake.sql(f"DESCRIBE {view}").select("column_name", "column_type").rows())
         missing = [c for c in CONTRACT_COLUMNS if c not in described]
         assert not missing, f"{view} lacks {missing}"
-        for text_column in ("site", "source_id", "image_id", "label_id", "benthic_attribute_id",
-                            "growth_form_id", "feature_key", "annotation_id"):
+        for text_column in (
+            "site",
+            "source_id",
+            "image_id",
+            "label_id",
+            "benthic_attribute_id",
+            "growth_form_id",
+            "feature_key",
+            "annotation_id",
+        ):
             assert described[text_column] == "VARCHAR", (view, text_column, described[text_column])
         assert described["row"] in ("INTEGER", "BIGINT", "SMALLINT", "USMALLINT")
         assert described["col"] in ("INTEGER", "BIGINT", "SMALLINT", "USMALLINT")
@@ -164,18 +179,26 @@ def test_growth_form_is_empty_string_never_null(lake: Lake, demo_sources: DemoSu
     for view in ("annotations_mapped",):
         assert scalar(lake, f"SELECT count(*) FROM {view} WHERE growth_form_id IS NULL") == 0
         assert scalar(lake, f"SELECT count(*) FROM {view} WHERE benthic_attribute_id IS NULL") == 0
-    assert scalar(lake, "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND growth_form_id IS NULL") == 0
+    assert (
+        scalar(lake, "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND growth_form_id IS NULL")
+        == 0
+    )
     bad = lake.sql(
         "SELECT DISTINCT growth_form_id FROM annotations_mapped "
         "WHERE growth_form_id <> '' AND NOT regexp_full_match(growth_form_id, '[0-9a-f-]{36}')"
     )
     assert bad.height == 0, bad
     # MERMAID's 'None' became '' one for one
-    assert scalar(lake, "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND growth_form_id = ''") == int(
-        (raw["growth_form_id"] == "None").sum()
-    )
+    assert scalar(
+        lake, "SELECT count(*) FROM annotations WHERE site = 'mermaid' AND growth_form_id = ''"
+    ) == int((raw["growth_form_id"] == "None").sum())
     # CoralNet rows mapped without a growth form get '' too
-    assert scalar(lake, "SELECT count(*) FROM annotations_mapped WHERE site = 'coralnet' AND growth_form_id = ''") > 0
+    assert (
+        scalar(
+            lake, "SELECT count(*) FROM annotations_mapped WHERE site = 'coralnet' AND growth_form_id = ''"
+        )
+        > 0
+    )
 
 
 def test_feature_keys_are_relative_to_the_source_root(lake: Lake) -> None:
@@ -196,7 +219,7 @@ def test_annotation_id_unique_even_with_duplicate_points(lake: Lake, demo_source
     assert demo_sources.duplicate_points > 0
     dup_points = scalar(
         lake,
-        "SELECT count(*) - count(DISTINCT (site, source_id, image_id, \"row\", col)) FROM annotations",
+        'SELECT count(*) - count(DISTINCT (site, source_id, image_id, "row", col)) FROM annotations',
     )
     assert dup_points == demo_sources.duplicate_points
     total, distinct, nulls = lake.sql(
@@ -222,7 +245,9 @@ def test_coralnet_annotation_ids_are_stable_across_lakes(
     listed = sorted(csv_counts(src / "coralnet"), key=int, reverse=True)
     ingest_demo(tmp_path / "lake2", src, mermaid=None, api=None, coralnet_sources=listed)
     other = Lake.open(str(tmp_path / "lake2"))
-    query = "SELECT annotation_id, feature_key, label_id FROM annotations WHERE site = 'coralnet' ORDER BY ALL"
+    query = (
+        "SELECT annotation_id, feature_key, label_id FROM annotations WHERE site = 'coralnet' ORDER BY ALL"
+    )
     assert lake.sql(query).equals(other.sql(query))
 
 
@@ -233,14 +258,20 @@ def test_mapped_and_unmapped_partition_the_coralnet_rows(lake: Lake, demo_source
     assert unmapped == demo_sources.unmapped_label_rows > 0
     assert scalar(lake, "SELECT count(*) FROM annotations_mapped") == total - unmapped
     # no unmapped label id appears in the mapped view, and every unmapped label is really unknown
-    assert scalar(
-        lake,
-        "SELECT count(*) FROM annotations_mapped WHERE label_id IN (SELECT label_id FROM unmapped_annotations)",
-    ) == 0
-    assert scalar(
-        lake,
-        "SELECT count(*) FROM unmapped_annotations WHERE label_id IN (SELECT provider_id FROM label_mappings)",
-    ) == 0
+    assert (
+        scalar(
+            lake,
+            "SELECT count(*) FROM annotations_mapped WHERE label_id IN (SELECT label_id FROM unmapped_annotations)",
+        )
+        == 0
+    )
+    assert (
+        scalar(
+            lake,
+            "SELECT count(*) FROM unmapped_annotations WHERE label_id IN (SELECT provider_id FROM label_mappings)",
+        )
+        == 0
+    )
     # mapped CoralNet rows carry the mapping's BA (a spot check through an independent join)
     mismatch = scalar(
         lake,
@@ -331,8 +362,13 @@ def test_sources_table_records_each_source(lake: Lake, demo_sources: DemoSummary
     # root_uri is what feature_key is relative to: the CoralNet root, the MERMAID parquet's folder
     cn = sources.filter(pl.col("site") == "coralnet")
     assert set(cn["root_uri"]) == {str(demo_sources.dest / "coralnet")}
-    assert sources.filter(pl.col("site") == "mermaid")["root_uri"].to_list() == [str(demo_sources.dest / "mermaid")]
-    assert (cn["annotations_uri"] == str(demo_sources.dest / "coralnet") + "/s" + cn["source_id"] + "/annotations.csv").all()
+    assert sources.filter(pl.col("site") == "mermaid")["root_uri"].to_list() == [
+        str(demo_sources.dest / "mermaid")
+    ]
+    assert (
+        cn["annotations_uri"]
+        == str(demo_sources.dest / "coralnet") + "/s" + cn["source_id"] + "/annotations.csv"
+    ).all()
     assert sources["duplicate_points"].sum() == demo_sources.duplicate_points
 
 
@@ -349,8 +385,14 @@ def test_second_identical_ingest_writes_no_new_version(
     first = ingest_demo(lake_dir, demo_sources.dest)
     lake = Lake.open(str(lake_dir))
     before = lake.versions()
-    assert set(before) >= {"annotations", "sources", "features", "benthic_attributes", "growth_forms",
-                           "label_mappings"}
+    assert set(before) >= {
+        "annotations",
+        "sources",
+        "features",
+        "benthic_attributes",
+        "growth_forms",
+        "label_mappings",
+    }
     assert first.versions_written
     second = ingest_demo(lake_dir, demo_sources.dest)
     assert lake.versions() == before
@@ -438,10 +480,10 @@ def test_new_mapping_needs_no_annotation_reingest(
         "SELECT label_id, count(*) AS n FROM annotations_mapped WHERE site = 'coralnet' "
         "GROUP BY ALL ORDER BY n DESC, label_id LIMIT 1"
     ).item(0, 0)
-    old_ba = lake.sql("SELECT benthic_attribute_id FROM label_mapping_resolved WHERE label_id = ?", [top_label]).item()
-    new_ba = lake.sql(
-        "SELECT id FROM benthic_attributes WHERE id <> ? ORDER BY id LIMIT 1", [old_ba]
+    old_ba = lake.sql(
+        "SELECT benthic_attribute_id FROM label_mapping_resolved WHERE label_id = ?", [top_label]
     ).item()
+    new_ba = lake.sql("SELECT id FROM benthic_attributes WHERE id <> ? ORDER BY id LIMIT 1", [old_ba]).item()
     mappings = api_server.label_mappings
     for item in mappings:
         if item["provider_id"] == top_label:
@@ -491,17 +533,23 @@ def _cli_ingest(lake_dir: Path, src: Path, *extra: str):
         app,
         [
             "ingest",
-            "--lake", str(lake_dir),
-            "--mermaid", str(src / MERMAID_PARQUET),
-            "--coralnet", str(src / "coralnet"),
-            "--api", str(src / "api"),
+            "--lake",
+            str(lake_dir),
+            "--mermaid",
+            str(src / MERMAID_PARQUET),
+            "--coralnet",
+            str(src / "coralnet"),
+            "--api",
+            str(src / "api"),
             *extra,
         ],
         env={"COLUMNS": "200"},
     )
 
 
-def test_dry_run_prints_plan_with_counts_and_writes_nothing(tmp_path: Path, demo_sources: DemoSummary) -> None:
+def test_dry_run_prints_plan_with_counts_and_writes_nothing(
+    tmp_path: Path, demo_sources: DemoSummary
+) -> None:
     """Bug pinned: --dry-run writing tables, or printing a plan without row counts."""
     lake_dir = tmp_path / "lake"
     result = _cli_ingest(lake_dir, demo_sources.dest, "--dry-run")
@@ -518,7 +566,9 @@ def test_dry_run_prints_plan_with_counts_and_writes_nothing(tmp_path: Path, demo
     assert not Lake.open(str(lake_dir)).exists()
 
 
-def test_dry_run_on_existing_lake_shows_only_changes(tmp_path: Path, demo_sources: DemoSummary, ingest_demo) -> None:
+def test_dry_run_on_existing_lake_shows_only_changes(
+    tmp_path: Path, demo_sources: DemoSummary, ingest_demo
+) -> None:
     """Bug pinned: --dry-run on an existing lake writing a version, or planning unchanged sources."""
     src = copy_demo(demo_sources, tmp_path)
     lake_dir = tmp_path / "lake"
@@ -526,13 +576,34 @@ def test_dry_run_on_existing_lake_shows_only_changes(tmp_path: Path, demo_source
     lake = Lake.open(str(lake_dir))
     before = lake.versions()
     counts = csv_counts(src / "coralnet")
-    target = sorted(counts, key=int)[0]
+    target = min(counts, key=int)
     append_row(src / "coralnet" / f"s{target}" / "annotations.csv")
 
     report = ingest_demo(lake_dir, src, dry_run=True)
-    assert [(p.source_id, p.action, p.rows) for p in report.changed] == [(target, "changed", counts[target] + 1)]
+    assert [(p.source_id, p.action, p.rows) for p in report.changed] == [
+        (target, "changed", counts[target] + 1)
+    ]
     result = _cli_ingest(lake_dir, src, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "1 source(s) to write" in result.output
     assert lake.versions() == before
     assert scalar(lake, "SELECT count(*) FROM annotations WHERE source_id = ?", [target]) == counts[target]
+
+
+def test_cli_ingest_prints_progress_lines_and_the_summary(tmp_path: Path, demo_sources: DemoSummary) -> None:
+    """Bug pinned: the CLI ingest without its summary table, or progress bars garbling non-terminal output."""
+    result = _cli_ingest(tmp_path / "lake", demo_sources.dest)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for figure, value in (
+        ("annotations", demo_sources.total_rows),
+        ("duplicate points", demo_sources.duplicate_points),
+        ("unmapped annotations", demo_sources.unmapped_label_rows),
+        ("images missing features", demo_sources.feature_files_missing),
+    ):
+        assert re.search(rf"{figure}\s*│\s*{value:,}\s*│", out), (figure, out)
+    assert "\r" not in result.stderr  # plain log lines, no redrawn bars, when not on a terminal
+    assert "done in" in result.stderr
+    again = _cli_ingest(tmp_path / "lake", demo_sources.dest)
+    assert again.exit_code == 0, again.output
+    assert "nothing changed: no new table versions" in again.stdout

@@ -22,7 +22,10 @@ def reference_server() -> Iterator[ApiServer]:
 
 @pytest.fixture(scope="module")
 def reference_lake(
-    tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSummary, reference_server: ApiServer, ingest_demo
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_sources: DemoSummary,
+    reference_server: ApiServer,
+    ingest_demo,
 ) -> tuple[Lake, IngestReport]:
     lake_dir = tmp_path_factory.mktemp("reference") / "lake"
     report = ingest_demo(lake_dir, demo_sources.dest, api=reference_server.base_url)
@@ -34,7 +37,9 @@ def reference_rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_real_taxonomy_table_sizes(reference_lake: tuple[Lake, IngestReport], reference_server: ApiServer) -> None:
+def test_real_taxonomy_table_sizes(
+    reference_lake: tuple[Lake, IngestReport], reference_server: ApiServer
+) -> None:
     """Bug pinned: real pages (several per listing, extra keys, null parents/GFs) losing or rejecting rows."""
     lake, report = reference_lake
     assert report.taxonomy_action == "new"
@@ -69,11 +74,14 @@ def test_real_taxonomy_content(reference_lake: tuple[Lake, IngestReport]) -> Non
         lake.sql("SELECT provider_id, benthic_attribute_id, growth_form_id FROM label_mappings").rows()
     )
     assert pairs == {
-        (r["CoralNetID"], r["MermaidBaID"], "" if r["MermaidGfID"] == "NA" else r["MermaidGfID"]) for r in seed
+        (r["CoralNetID"], r["MermaidBaID"], "" if r["MermaidGfID"] == "NA" else r["MermaidGfID"])
+        for r in seed
     }
 
 
-def test_label_mapping_resolved_has_one_row_per_provider_id(reference_lake: tuple[Lake, IngestReport]) -> None:
+def test_label_mapping_resolved_has_one_row_per_provider_id(
+    reference_lake: tuple[Lake, IngestReport],
+) -> None:
     """Bug pinned: the resolved mapping fanning out (or dropping) a CoralNet label id of the real mapping."""
     lake, _ = reference_lake
     provider_ids = set(lake.sql("SELECT DISTINCT provider_id FROM label_mappings")["provider_id"])
@@ -82,10 +90,14 @@ def test_label_mapping_resolved_has_one_row_per_provider_id(reference_lake: tupl
     assert set(resolved["label_id"]) == provider_ids
     assert resolved["growth_form_id"].null_count() == 0
     # every resolved pair is one the mapping really lists for that label
-    listed = set(lake.sql("SELECT provider_id, benthic_attribute_id, growth_form_id FROM label_mappings").rows())
+    listed = set(
+        lake.sql("SELECT provider_id, benthic_attribute_id, growth_form_id FROM label_mappings").rows()
+    )
     assert set(resolved.rows()) <= listed
     # conflicts (if the real data has any) are reported with exactly one chosen pair per label
-    conflicts = lake.sql("SELECT label_id, sum(CASE WHEN chosen THEN 1 ELSE 0 END) AS n FROM label_mapping_conflicts GROUP BY ALL")
+    conflicts = lake.sql(
+        "SELECT label_id, sum(CASE WHEN chosen THEN 1 ELSE 0 END) AS n FROM label_mapping_conflicts GROUP BY ALL"
+    )
     assert all(n == 1 for n in conflicts["n"])
 
 
@@ -104,5 +116,7 @@ def test_demo_annotations_against_the_real_mapping(
         "AND label_id IN (SELECT provider_id FROM label_mappings)"
     ).item()
     assert mapped == known
-    assert lake.sql("SELECT count(*) FROM annotations_mapped WHERE site = 'mermaid'").item() == demo_sources.mermaid_rows
-
+    assert (
+        lake.sql("SELECT count(*) FROM annotations_mapped WHERE site = 'mermaid'").item()
+        == demo_sources.mermaid_rows
+    )

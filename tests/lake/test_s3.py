@@ -17,7 +17,7 @@ from tests.support.s3 import S3Server
 
 MERMAID_PARQUET = "mermaid/mermaid_confirmed_annotations.parquet"
 CONTENT = (
-    "SELECT site, source_id, image_id, \"row\", col, label_id, benthic_attribute_id, growth_form_id, "
+    'SELECT site, source_id, image_id, "row", col, label_id, benthic_attribute_id, growth_form_id, '
     "feature_key, annotation_id FROM {view} ORDER BY annotation_id"
 )
 
@@ -47,12 +47,21 @@ def local_reference(tmp_path_factory: pytest.TempPathFactory, demo_sources: Demo
 
 
 def test_ingest_from_s3_equals_local_ingest(
-    tmp_path: Path, s3: S3Server, demo_bucket: Bucket, api_server: ApiServer, local_reference: Lake, ingest_demo
+    tmp_path: Path,
+    s3: S3Server,
+    demo_bucket: Bucket,
+    api_server: ApiServer,
+    local_reference: Lake,
+    ingest_demo,
 ) -> None:
     """Bug pinned: S3 sources read differently from local ones (rows, ids, feature keys, mapping)."""
     lake_dir = tmp_path / "lake"
     report = ingest_demo(
-        lake_dir, "unused", mermaid=demo_bucket.mermaid, coralnet=demo_bucket.coralnet, api=api_server.base_url
+        lake_dir,
+        "unused",
+        mermaid=demo_bucket.mermaid,
+        coralnet=demo_bucket.coralnet,
+        api=api_server.base_url,
     )
     lake = Lake.open(str(lake_dir))
     for view in ("annotations", "annotations_mapped", "unmapped_annotations"):
@@ -72,7 +81,11 @@ def test_ingest_from_s3_equals_local_ingest(
     # rerun: ETags unchanged -> no new version
     before = lake.versions()
     again = ingest_demo(
-        lake_dir, "unused", mermaid=demo_bucket.mermaid, coralnet=demo_bucket.coralnet, api=api_server.base_url
+        lake_dir,
+        "unused",
+        mermaid=demo_bucket.mermaid,
+        coralnet=demo_bucket.coralnet,
+        api=api_server.base_url,
     )
     assert again.versions_written == {}
     assert lake.versions() == before
@@ -101,24 +114,40 @@ def test_features_table_lists_the_s3_objects(
         for obj in page.get("Contents", []):
             key = obj["Key"]
             if key.startswith("public/mermaid/") and key.endswith("_featurevector"):
-                expected.add(("mermaid", key.removeprefix("public/mermaid/"), obj["Size"], obj["ETag"].strip('"')))
+                expected.add(
+                    ("mermaid", key.removeprefix("public/mermaid/"), obj["Size"], obj["ETag"].strip('"'))
+                )
             elif key.startswith("public/coralnet/") and key.endswith(".featurevector"):
-                expected.add(("coralnet", key.removeprefix("public/coralnet/"), obj["Size"], obj["ETag"].strip('"')))
+                expected.add(
+                    ("coralnet", key.removeprefix("public/coralnet/"), obj["Size"], obj["ETag"].strip('"'))
+                )
     assert len(expected) == demo_sources.feature_files_written
     assert set(listed.rows()) == expected
 
 
 def test_lake_on_s3(
-    s3: S3Server, s3_bucket, demo_bucket: Bucket, demo_sources: DemoSummary, local_reference: Lake, ingest_demo
+    s3: S3Server,
+    s3_bucket,
+    demo_bucket: Bucket,
+    demo_sources: DemoSummary,
+    local_reference: Lake,
+    ingest_demo,
 ) -> None:
     """Bug pinned: a lake at s3://bucket/lake not writable by deltalake or not readable by DuckDB over httpfs."""
     bucket = s3_bucket("lake")
     lake_uri = f"s3://{bucket}/lake"
-    report = ingest_demo(lake_uri, demo_sources.dest, mermaid=demo_bucket.mermaid, coralnet=demo_bucket.coralnet)
+    report = ingest_demo(
+        lake_uri, demo_sources.dest, mermaid=demo_bucket.mermaid, coralnet=demo_bucket.coralnet
+    )
     assert report.versions_written
     lake = Lake.open(lake_uri)
     assert lake.exists()
-    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket, Prefix="lake/tables/annotations/_delta_log/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in s3.client().list_objects_v2(Bucket=bucket, Prefix="lake/tables/annotations/_delta_log/")[
+            "Contents"
+        ]
+    ]
     assert any(k.endswith(".json") for k in keys)
 
     got = lake.sql("SELECT site, count(*) AS n FROM annotations GROUP BY site ORDER BY site")
@@ -128,7 +157,9 @@ def test_lake_on_s3(
 
     # idempotent on S3 too, and the CLI reads it
     before = lake.versions()
-    again = ingest_demo(lake_uri, demo_sources.dest, mermaid=demo_bucket.mermaid, coralnet=demo_bucket.coralnet)
+    again = ingest_demo(
+        lake_uri, demo_sources.dest, mermaid=demo_bucket.mermaid, coralnet=demo_bucket.coralnet
+    )
     assert again.versions_written == {} and lake.versions() == before
     result = CliRunner().invoke(
         app, ["sql", "SELECT count(*) AS n FROM annotations", "--lake", lake_uri, "--format", "csv"]
@@ -139,7 +170,9 @@ def test_lake_on_s3(
     assert set(history["table"]) >= {"annotations", "sources", "features"}
 
 
-def test_missing_s3_object_and_bucket_are_clear_errors(tmp_path: Path, s3: S3Server, demo_bucket: Bucket) -> None:
+def test_missing_s3_object_and_bucket_are_clear_errors(
+    tmp_path: Path, s3: S3Server, demo_bucket: Bucket
+) -> None:
     """Bug pinned: a wrong s3:// key or bucket surfacing as a raw botocore error."""
     from mermaid_data.errors import SourceUnreachableError
     from mermaid_data.ingest import ingest

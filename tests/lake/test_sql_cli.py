@@ -42,7 +42,7 @@ def history_lake(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSum
     ingest_demo(lake_dir, src)
     lake = Lake.open(str(lake_dir))
     old_version = lake.versions()["annotations"]
-    source = sorted((p for p in (src / "coralnet").iterdir()), key=lambda p: int(p.name[1:]))[0]
+    source = min((p for p in (src / "coralnet").iterdir()), key=lambda p: int(p.name[1:]))
     path = source / "annotations.csv"
     lines = path.read_text().rstrip("\n").splitlines()
     header, body = lines[0], lines[1:]
@@ -102,8 +102,14 @@ def test_sql_csv_to_stdout_and_file(history_lake: History, demo_sources: DemoSum
     ]
     out = tmp_path / "all.csv"
     result = run(
-        "sql", "SELECT annotation_id FROM annotations ORDER BY annotation_id",
-        "--lake", str(history_lake.lake_dir), "--format", "csv", "--output", str(out),
+        "sql",
+        "SELECT annotation_id FROM annotations ORDER BY annotation_id",
+        "--lake",
+        str(history_lake.lake_dir),
+        "--format",
+        "csv",
+        "--output",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     frame = pl.read_csv(out)
@@ -127,8 +133,14 @@ def test_sql_parquet_needs_output_and_writes_it(history_lake: History, tmp_path:
     one_line_error(run("sql", COUNT_QUERY, "--lake", str(history_lake.lake_dir), "--format", "parquet"))
     out = tmp_path / "result.parquet"
     result = run(
-        "sql", "SELECT * FROM annotations_mapped", "--lake", str(history_lake.lake_dir),
-        "--format", "parquet", "--output", str(out),
+        "sql",
+        "SELECT * FROM annotations_mapped",
+        "--lake",
+        str(history_lake.lake_dir),
+        "--format",
+        "parquet",
+        "--output",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet(out)
@@ -161,12 +173,17 @@ def test_as_of_reads_the_older_version(history_lake: History) -> None:
     latest = run("sql", query, *lake_arg)
     assert latest.stdout.splitlines()[1] == str(history_lake.new_total)
     lake = Lake.open(str(history_lake.lake_dir))
-    assert lake.sql(
-        "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source],
-        as_of=history_lake.old_version,
-    ).item() + history_lake.added == lake.sql(
-        "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source]
-    ).item()
+    assert (
+        lake.sql(
+            "SELECT count(*) FROM annotations WHERE source_id = ?",
+            [history_lake.changed_source],
+            as_of=history_lake.old_version,
+        ).item()
+        + history_lake.added
+        == lake.sql(
+            "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source]
+        ).item()
+    )
 
 
 def test_as_of_pins_the_tables_written_by_the_same_ingest(history_lake: History) -> None:
@@ -177,13 +194,15 @@ def test_as_of_pins_the_tables_written_by_the_same_ingest(history_lake: History)
     """
     lake = Lake.open(str(history_lake.lake_dir))
     pinned_rows = lake.sql(
-        "SELECT row_count FROM sources WHERE source_id = ?", [history_lake.changed_source],
+        "SELECT row_count FROM sources WHERE source_id = ?",
+        [history_lake.changed_source],
         as_of=history_lake.old_version,
     )
     assert pinned_rows.height == 1, "the sources table of that ingest is missing at --as-of"
     pinned = pinned_rows.item()
     counted = lake.sql(
-        "SELECT count(*) FROM annotations WHERE source_id = ?", [history_lake.changed_source],
+        "SELECT count(*) FROM annotations WHERE source_id = ?",
+        [history_lake.changed_source],
         as_of=history_lake.old_version,
     ).item()
     assert pinned == counted
@@ -193,9 +212,7 @@ def test_as_of_pins_the_tables_written_by_the_same_ingest(history_lake: History)
 
 def test_as_of_a_missing_version_is_a_user_error(history_lake: History) -> None:
     """Bug pinned: --as-of of a version that does not exist returning latest data or a traceback."""
-    line = one_line_error(
-        run("sql", "SELECT 1", "--lake", str(history_lake.lake_dir), "--as-of", "999")
-    )
+    line = one_line_error(run("sql", "SELECT 1", "--lake", str(history_lake.lake_dir), "--as-of", "999"))
     assert "999" in line and "history" in line
 
 
@@ -211,8 +228,14 @@ def test_history_lists_versions_with_operation_rows_and_sources(history_lake: Hi
     assert annotations.filter(pl.col("version") <= history_lake.old_version)["rows_added"].sum() == (
         history_lake.old_total
     )
-    assert set(frame["table"]) >= {"annotations", "sources", "features", "benthic_attributes",
-                                   "growth_forms", "label_mappings"}
+    assert set(frame["table"]) >= {
+        "annotations",
+        "sources",
+        "features",
+        "benthic_attributes",
+        "growth_forms",
+        "label_mappings",
+    }
 
     result = run("history", "--lake", str(history_lake.lake_dir))
     assert result.exit_code == 0, result.output
@@ -230,9 +253,14 @@ def test_lake_sql_returns_polars(history_lake: History) -> None:
     frame = lake.sql("SELECT site, count(*) AS n FROM annotations_mapped GROUP BY site ORDER BY site")
     assert isinstance(frame, pl.DataFrame)
     assert frame.columns == ["site", "n"] and frame.height == 2
-    one = lake.sql("SELECT count(*) AS n FROM annotations WHERE source_id = $sid", {"sid": history_lake.changed_source})
+    one = lake.sql(
+        "SELECT count(*) AS n FROM annotations WHERE source_id = $sid", {"sid": history_lake.changed_source}
+    )
     assert isinstance(one, pl.DataFrame) and one.item() > 0
-    assert lake.sql("SELECT count(*) FROM annotations", as_of=history_lake.old_version).item() == history_lake.old_total
+    assert (
+        lake.sql("SELECT count(*) FROM annotations", as_of=history_lake.old_version).item()
+        == history_lake.old_total
+    )
     # the MERMAID_LAKE_URI setting is the default lake
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MERMAID_LAKE_URI", str(history_lake.lake_dir))

@@ -32,8 +32,8 @@ SOURCES_ALL = CASES / "step_map_only" / "sources.csv"
 
 
 def rich_spec(**overrides) -> SnapshotSpec:
-    base = dict(coralnet_sources_csv=SOURCES_ALL, label_rollup_spec_csv=ROLLUPS,
-                included_labels_csv=CASES / "step_include" / "include.csv", missing_features_allowed=50)
+    base = {"coralnet_sources_csv": SOURCES_ALL, "label_rollup_spec_csv": ROLLUPS,
+            "included_labels_csv": CASES / "step_include" / "include.csv", "missing_features_allowed": 50}
     base.update(overrides)
     return SnapshotSpec(**base)
 

@@ -98,7 +98,7 @@ def test_list_and_the_snapshots_table(lc) -> None:
 
 
 def test_show_by_id_and_prefix(lc) -> None:
-    lake, a, b = lc
+    lake, _a, b = lc
     full = cli("snapshot", "show", b, "--lake", str(lake.uri))
     assert full.exit_code == 0, full.output
     for prefix in (b[:9], b[5:12]):  # "snap-1234", or hex digits without "snap-"
@@ -117,7 +117,7 @@ def test_show_by_id_and_prefix(lc) -> None:
 
 
 def test_show_unknown_and_ambiguous_ids(lc, tmp_path: Path) -> None:
-    lake, a, b = lc
+    lake, a, _b = lc
     wrong = a[:-3] + ("000" if not a.endswith("000") else "111")
     result = cli("snapshot", "show", wrong, "--lake", str(lake.uri))
     assert result.exit_code == 2
@@ -204,7 +204,7 @@ def test_verify_catches_tampered_files(golden: Golden) -> None:
 
 
 def test_export_is_self_contained_and_verifies_elsewhere(lc, tmp_path: Path) -> None:
-    lake, a, b = lc
+    lake, _a, b = lc
     dest = tmp_path / "paper" / "dataset"
     result = cli("snapshot", "export", b[:10], str(dest), "--lake", str(lake.uri))
     assert result.exit_code == 0, result.output
@@ -232,7 +232,7 @@ def test_rebuild_is_identical(lc) -> None:
 
 
 def test_rebuild_names_a_changed_sql_file(lc, monkeypatch: pytest.MonkeyPatch) -> None:
-    lake, a, b = lc
+    lake, _a, b = lc
     real = sqlfiles.load_sql
 
     def edited(name: str) -> str:
@@ -390,7 +390,7 @@ def test_two_concurrent_creates_publish_one_snapshot(golden: Golden, monkeypatch
 def test_two_concurrent_rebuilds_of_one_snapshot_both_succeed(lc, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rebuild A is held just after writing its rows while rebuild B of the same ID runs from start to end;
     B must not delete A's scratch files (each rebuild needs a scratch folder of its own)."""
-    lake, a, b = lc
+    lake, _a, b = lc
     real_digest = build_mod.content_digest
     a_wrote, b_done = threading.Event(), threading.Event()
     first = threading.Lock()

@@ -97,8 +97,8 @@ def test_random_specs_match_the_reference(lake_and_facts, include_mermaid, sourc
     lake, mapped, with_features, spec_root = lake_and_facts
     folder = Path(spec_root) / hashlib.md5(repr((sources, rollups, mode, labels, style)).encode()).hexdigest()
     folder.mkdir(exist_ok=True)
-    spec = dict(include_mermaid=include_mermaid, drop_growthforms=drop_gf, annotation_limit=limit,
-                missing_features_allowed=100)
+    spec = {"include_mermaid": include_mermaid, "drop_growthforms": drop_gf, "annotation_limit": limit,
+            "missing_features_allowed": 100}
     if sources:
         spec["coralnet_sources_csv"] = write_csv(folder / "sources.csv", ["id"], [(s,) for s in sorted(sources)], style)
     if rollups:

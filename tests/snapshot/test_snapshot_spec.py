@@ -12,7 +12,7 @@ from mermaid_data.lake import Lake
 from mermaid_data.snapshot.spec import SnapshotSpec, read_spec_csv
 from typer.testing import CliRunner
 
-from tests.snapshot.golden import B1, B2, B3, B5, B6, G1, G2, CASES, case_names, load_case
+from tests.snapshot.golden import B1, B2, B3, B5, B6, CASES, G1, G2, case_names, load_case
 
 
 @pytest.mark.parametrize("name", case_names("bad_"))

@@ -6,6 +6,9 @@ The standard ``AWS_*`` variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, `
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,5 +39,11 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Read settings fresh (env vars can change between calls in tests)."""
+    """The settings for the current environment (re-read whenever a relevant variable changes)."""
+    relevant = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("MERMAID_", "CORALNET_"))))
+    return _settings_for(relevant, os.getcwd())
+
+
+@lru_cache(maxsize=16)
+def _settings_for(_env: tuple, _cwd: str) -> Settings:
     return Settings()

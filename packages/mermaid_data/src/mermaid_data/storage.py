@@ -87,6 +87,7 @@ def _s3_config():
         connect_timeout=settings.network_timeout_s,
         read_timeout=settings.network_timeout_s,
         retries={"max_attempts": max(1, settings.network_retries), "mode": "standard"},
+        max_pool_connections=32,
     )
 
 

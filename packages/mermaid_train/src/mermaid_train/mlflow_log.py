@@ -232,7 +232,8 @@ def log_run(
     env_logger.setLevel(logging.ERROR)
     try:
         with progress.task(f"log to MLflow ({tracking_uri})"), tracking(tracking_uri), \
-                _env(MLFLOW_UV_AUTO_DETECT="false", MLFLOW_LOG_UV_FILES="false"):
+                _env(MLFLOW_UV_AUTO_DETECT="false", MLFLOW_LOG_UV_FILES="false",
+                     MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true"):
             _log(result, tracking_uri, experiment, model_name, register)
     finally:
         env_logger.setLevel(level)

@@ -5,9 +5,10 @@ Two modes:
 ``images`` (default)
     Every image goes to exactly one set, so no image's points straddle two sets. The set is chosen by a
     stable hash: ``md5("<seed>|<site>|<source_id>|<image_id>")`` (computed by DuckDB over the distinct
-    images, never Python's salted ``hash()``) mapped to a uniform number ``u`` in [0, 1): ``u < val`` is
-    val, ``u < val + ref`` is ref, the rest is train. The same snapshot and seed always give the same
-    split, and adding images to a snapshot never moves the existing ones.
+    images, never Python's salted ``hash()``); its first 8 bytes read as a little-endian integer ``h`` give
+    ``u = (h >> 11) / 2**53`` in [0, 1): ``u < val`` is val, ``u < val + ref`` is ref, the rest is train.
+    The same snapshot and seed always give the same split, and adding images to a snapshot never moves
+    the existing ones.
 
 ``points``
     Point-stratified like pyspacer's ``SplitMode.POINTS_STRATIFIED``: within each class, a seeded random
@@ -160,7 +161,7 @@ def _image_split(rows: pl.DataFrame, ref: float, val: float, seed: int) -> pl.Se
         ).to_arrow_table())
     finally:
         con.close()
-    # top 53 bits of the md5 -> a float in [0, 1)
+    # md5_number_upper = the digest's first 8 bytes as a little-endian uint64; its top 53 bits -> [0, 1)
     u = (hashed["h"].to_numpy() >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
     assigned = np.where(u < val, "val", np.where(u < val + ref, "ref", "train"))
     hashed = hashed.select(IMAGE_KEY).with_columns(pl.Series("split", assigned))

@@ -20,9 +20,13 @@ import duckdb
 from mermaid_data import storage
 from mermaid_data.errors import ConfigError, SourceFormatError
 from mermaid_data.sources.columns import match_columns
+from mermaid_data.sqlfiles import load_sql
 
 REQUIRED = {"image_id": "Image ID", "row": "Row", "col": "Column", "label_id": "Label ID"}
-TYPES = {"image_id": "UBIGINT", "row": "USMALLINT", "col": "USMALLINT", "label_id": "UBIGINT"}
+#: Largest accepted value per column (values are read as text and checked strictly, see
+#: sql/ingest/coralnet_macros.sql); the typed column each becomes.
+LIMITS = {"image_id": (2**63 - 1, "UBIGINT"), "row": (65535, "USMALLINT"), "col": (65535, "USMALLINT"),
+          "label_id": (2**63 - 1, "UBIGINT")}
 EXPECTED = {
     "image_id": "a non-negative integer image id",
     "row": "an integer 0..65535",
@@ -133,6 +137,7 @@ def register_raw_view(
     Files that share a header are read by one ``read_csv`` call; the source id comes from each row's
     file name through a small lookup table, never by parsing user text into paths.
     """
+    con.execute(load_sql("ingest/coralnet_macros"))
     groups: dict[tuple[str, ...], list[CoralNetSource]] = defaultdict(list)
     for source in sources:
         groups[headers[source.source_id]].append(source)
@@ -144,12 +149,13 @@ def register_raw_view(
         where = _file_uri(members[0])
         cols = match_columns(list(header), REQUIRED, where=where, fix=FIX)
         by_actual = {actual: canonical for canonical, actual in cols.items()}
-        column_types = {
-            name: TYPES.get(by_actual.get(name, ""), "VARCHAR") for name in header
-        }
-        spec = "{" + ", ".join(f"{_lit(n)}: {_lit(t)}" for n, t in column_types.items()) + "}"
+        spec = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in header) + "}"
         files = "[" + ", ".join(_lit(_file_uri(s)) for s in members) + "]"
-        selects = ", ".join(f'"{cols[c].replace(chr(34), chr(34) * 2)}" AS {c}' for c in REQUIRED)
+        selects = ", ".join(
+            f'CAST(coralnet_uint("{cols[c].replace(chr(34), chr(34) * 2)}", {LIMITS[c][0]}, '
+            f'{_lit(cols[c])}, filename) AS {LIMITS[c][1]}) AS {c}'
+            for c in REQUIRED
+        )
         parts.append(
             f"SELECT {selects}, filename FROM read_csv({files}, header = true, columns = {spec}, "
             f"nullstr = {_lit(_NO_NULLS)}, filename = true, delim = ',', quote = '\"', escape = '\"')"
@@ -179,6 +185,8 @@ _VALUE = re.compile(r'Could not convert string "(.*?)"')
 def explain_csv_error(exc: duckdb.Error, sources: list[CoralNetSource]) -> SourceFormatError:
     """Turn DuckDB's CSV error into one line naming the file, line, column, bad value and the fix."""
     text = str(exc)
+    if "coralnet-bad-value\x1f" in text:
+        return _explain_bad_value(text)
     line = _LINE.search(text)
     file = _FILE.search(text) or _SNIFF_FILE.search(text)
     column = _COLUMN.search(text)
@@ -196,5 +204,37 @@ def explain_csv_error(exc: duckdb.Error, sources: list[CoralNetSource]) -> Sourc
         where=where,
         row=int(line.group(1)) if line else None,
         column=column.group(1) if column else None,
+        fix="correct that line (lines counted from 1, header included); " + FIX,
+    )
+
+
+def _explain_bad_value(text: str) -> SourceFormatError:
+    """A value rejected by coralnet_uint: find its line by scanning that one file (error path only)."""
+    import csv
+
+    payload = text[text.index("coralnet-bad-value\x1f") + len("coralnet-bad-value\x1f"):]
+    file, column, value = (payload.split("\x1f") + ["", "", ""])[:3]
+    value = value.split("\n")[0]
+    for suffix in ("'", '"'):
+        value = value.removesuffix(suffix)
+    line_no = None
+    try:
+        body = storage.read_bytes(storage.Uri.parse(file)).decode("utf-8-sig", errors="replace")
+        reader = csv.reader(io.StringIO(body))
+        header = next(reader)
+        index = header.index(column)
+        for number, record in enumerate(reader, start=2):
+            if index < len(record) and record[index] == value:
+                line_no = number
+                break
+    except (OSError, ValueError, StopIteration):
+        pass
+    canonical = {v.lower(): k for k, v in REQUIRED.items()}
+    key = canonical.get(column.strip().lower(), "")
+    return SourceFormatError(
+        f"bad value {value!r} (expected {EXPECTED.get(key, 'an integer')})",
+        where=file,
+        row=line_no,
+        column=column,
         fix="correct that line (lines counted from 1, header included); " + FIX,
     )

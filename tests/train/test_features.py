@@ -1,0 +1,247 @@
+"""Feature cache and packing: atomic + resumable fetches (local and S3), packed vectors, reuse, bad files."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from mermaid_data.demo.features import read_feature_file, write_feature_file
+from mermaid_train import features as features_mod
+from mermaid_train.errors import FeatureError
+from mermaid_train.features import FeatureCache, feature_uris, pack
+from spacer.data_classes import DataLocation, ImageFeatures
+
+
+@pytest.fixture(scope="module")
+def split(train_packed):
+    return train_packed[0]
+
+
+@pytest.fixture(scope="module")
+def uris(train_lake, split) -> list[str]:
+    return feature_uris(train_lake.lake, split.rows)["feature_uri"].unique(maintain_order=True).to_list()
+
+
+def _pack(split, train_lake, work: Path, cache: FeatureCache, key: str = "k", allowed: float = 5.0):
+    return pack(split, snapshot_id=train_lake.snapshot_id, split_key=key, cache=cache, lake=train_lake.lake,
+                work_dir=work, missing_allowed_pct=allowed)
+
+
+def _nothing_half_written(work: Path) -> None:
+    root = work / "packed"
+    leftovers = [p for p in root.rglob("*") if p.is_dir()] if root.exists() else []
+    assert all(p.name != "k" and not p.name.startswith(".tmp-") for p in leftovers), leftovers
+
+
+# --------------------------------------------------------------------------------------------------
+# cache
+# --------------------------------------------------------------------------------------------------
+
+
+def test_feature_uris_join_the_source_roots(train_lake, split) -> None:
+    """Bug pinned: feature keys are relative to their source's root_uri, not to the lake."""
+    rows = feature_uris(train_lake.lake, split.rows)
+    assert rows.height == split.rows.height and rows["feature_uri"].null_count() == 0
+    sample = rows.unique("feature_uri").head(5)
+    for uri, key in sample.select("feature_uri", "feature_key").rows():
+        assert uri.endswith("/" + key) and Path(uri).is_file()
+
+
+def test_leftover_part_file_is_ignored_and_redone(uris, tmp_path: Path) -> None:
+    """Bug pinned: a crashed run's partial download must never be taken for a complete cached file."""
+    cache = FeatureCache(tmp_path / "cache")
+    dest = cache.path_for(uris[0])
+    dest.parent.mkdir(parents=True)
+    for name in (f"{dest.name}.part", f"{dest.name}.0123456789ab.part"):
+        (dest.parent / name).write_bytes(b"PK\x03\x04 half a zip")
+    report = cache.fetch([uris[0]])
+    assert (report.requested, report.fetched, report.cached, report.missing) == (1, 1, 0, [])
+    assert dest.read_bytes() == Path(uris[0]).read_bytes()
+    assert cache.fetch([uris[0]]).cached == 1
+
+
+def test_failed_copy_leaves_no_file_behind(uris, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug pinned: a copy that dies half-way must leave neither the cache file nor a .part file."""
+    def half_then_fail(source: Path, part: Path) -> None:
+        part.write_bytes(source.read_bytes()[:100])
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(features_mod, "_link_or_copy", half_then_fail)
+    cache = FeatureCache(tmp_path / "cache", retries=2)
+    report = cache.fetch(uris[:2])
+    assert report.missing == uris[:2] and "disk on fire" in report.errors[uris[0]]
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_fetch_resumes_where_it_stopped(uris, tmp_path: Path) -> None:
+    """Bug pinned: a re-run must not fetch again what an interrupted run already completed."""
+    cache = FeatureCache(tmp_path / "cache", workers=4)
+    half = len(uris) // 2
+    first = cache.fetch(uris[:half])
+    assert (first.fetched, first.cached) == (half, 0)
+    second = cache.fetch(uris + uris[:3])  # duplicates count once
+    assert (second.requested, second.fetched, second.cached, second.missing) == (len(uris), len(uris) - half, half, [])
+    for uri in uris[:5]:
+        assert cache.path_for(uri).read_bytes() == Path(uri).read_bytes()
+
+
+def test_missing_local_file_is_reported_without_retrying(tmp_path: Path) -> None:
+    """Bug pinned: an absent object retried with back-off (slow) or raising instead of being counted."""
+    cache = FeatureCache(tmp_path / "cache", retries=5)
+    started = time.perf_counter()
+    report = cache.fetch([str(tmp_path / "nope.featurevector")])
+    assert report.missing == [str(tmp_path / "nope.featurevector")] and report.fetched == 0
+    assert report.errors[report.missing[0]] == "not found"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_fetch_from_s3(s3, s3_bucket, uris, tmp_path: Path) -> None:
+    """Bug pinned: features served from S3 (moto) must land byte-identical; a missing key is counted."""
+    bucket = s3_bucket("feat")
+    client = s3.client()
+    keys = []
+    for i, uri in enumerate(uris[:4]):
+        key = f"features/img{i}.featurevector"
+        client.upload_file(uri, bucket, key)
+        keys.append(f"s3://{bucket}/{key}")
+    cache = FeatureCache(tmp_path / "cache", workers=3, retries=2, timeout_s=10)
+    report = cache.fetch([*keys, f"s3://{bucket}/features/absent.featurevector"])
+    assert (report.requested, report.fetched, report.cached) == (5, 4, 0)
+    assert report.missing == [f"s3://{bucket}/features/absent.featurevector"]
+    for key, uri in zip(keys, uris):
+        assert cache.path_for(key).read_bytes() == Path(uri).read_bytes()
+    assert cache.fetch(keys).cached == 4
+
+
+# --------------------------------------------------------------------------------------------------
+# pack
+# --------------------------------------------------------------------------------------------------
+
+
+def test_packed_vectors_match_pyspacer_features(train_packed) -> None:
+    """Bug pinned: point vectors matched to the wrong (row, col), class or set."""
+    split, packed = train_packed
+    assert len(packed) == split.rows.height and packed.x.shape == (len(packed), 1280)
+    assert packed.x.dtype == np.float32 and packed.info["dropped_missing_features"] == 0
+    rows = packed.rows
+    assert (np.asarray(packed.classes)[packed.y] == rows["class_key"].to_numpy()).all()
+    assert (np.array(["train", "ref", "val"])[packed.split] == rows["split"].to_numpy()).all()
+    assert sorted(rows["annotation_id"].to_list()) == sorted(split.rows["annotation_id"].to_list())
+    assert {n: len(packed.indices(n)) for n in ("train", "ref", "val")} == split.counts()
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(packed), 25, replace=False):
+        uri, r, c = rows.row(int(i), named=True)["feature_uri"], rows["row"][int(i)], rows["col"][int(i)]
+        expected = ImageFeatures.load(DataLocation("filesystem", uri))[(r, c)]
+        np.testing.assert_array_equal(packed.x[i], np.asarray(expected, dtype=np.float32))
+
+
+def test_second_pack_reuses_the_arrays_without_reading_features(train_lake, split, tmp_path: Path) -> None:
+    """Bug pinned: a second run on the same snapshot+split re-reading and re-packing every feature file."""
+    cache = FeatureCache(tmp_path / "cache")
+    started = time.perf_counter()
+    first = _pack(split, train_lake, tmp_path / "work", cache)
+    first_s = time.perf_counter() - started
+    x_file = first.directory / "X.f32"
+    stamp = (x_file.stat().st_mtime_ns, (first.directory / "done.json").read_bytes())
+    shutil.rmtree(tmp_path / "cache")  # any feature read now would fail
+    started = time.perf_counter()
+    second = _pack(split, train_lake, tmp_path / "work", cache)
+    second_s = time.perf_counter() - started
+    assert not first.reused and second.reused
+    assert (x_file.stat().st_mtime_ns, (first.directory / "done.json").read_bytes()) == stamp
+    np.testing.assert_array_equal(np.asarray(first.x), np.asarray(second.x))
+    assert second.rows.equals(first.rows)
+    assert second_s < first_s, (first_s, second_s)
+
+
+def test_corrupt_feature_file_names_the_file_and_writes_nothing(train_lake, split, uris, tmp_path: Path) -> None:
+    """Bug pinned: a corrupt feature file crashing with a zipfile traceback, or leaving a half pack."""
+    cache = FeatureCache(tmp_path / "cache")
+    bad = cache.path_for(uris[3])
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"this is not a feature file at all")
+    with pytest.raises(FeatureError, match="corrupt or truncated feature file") as info:
+        _pack(split, train_lake, tmp_path / "work", cache)
+    assert uris[3] in str(info.value) and "Fix:" in str(info.value)
+    _nothing_half_written(tmp_path / "work")
+    assert not bad.exists()  # removed so that a re-run fetches it again
+
+
+def test_truncated_feature_file_is_a_feature_error(train_lake, split, uris, tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    bad = cache.path_for(uris[0])
+    bad.parent.mkdir(parents=True)
+    data = Path(uris[0]).read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatureError, match="corrupt or truncated") as info:
+        _pack(split, train_lake, tmp_path / "work", cache)
+    assert uris[0] in str(info.value)
+    _nothing_half_written(tmp_path / "work")
+
+
+def test_feature_file_missing_an_annotated_point(train_lake, split, uris, tmp_path: Path) -> None:
+    """Bug pinned: annotations naming a point the feature file lacks (pyspacer's RowColumnMismatchError)."""
+    cache = FeatureCache(tmp_path / "cache")
+    rows, cols, feat = read_feature_file(uris[1])
+    rows_of_image = feature_uris(train_lake.lake, split.rows).filter(pl.col("feature_uri") == uris[1])
+    r, c = rows_of_image["row"][0], rows_of_image["col"][0]
+    keep = ~((rows == r) & (cols == c))
+    target = cache.path_for(uris[1])
+    target.parent.mkdir(parents=True)
+    write_feature_file(target, rows[keep], cols[keep], feat[keep])
+    with pytest.raises(FeatureError, match=rf"no point at \(row, col\) = \({r}, {c}\)") as info:
+        _pack(split, train_lake, tmp_path / "work", cache)
+    assert uris[1] in str(info.value)
+    _nothing_half_written(tmp_path / "work")
+
+
+def test_duplicate_points_get_their_identical_vector(tmp_path: Path) -> None:
+    """Bug pinned: duplicate (row, col) points (CoralNet allows them) failing or getting another point's vector."""
+    cache = FeatureCache(tmp_path / "cache")
+    uri = str(tmp_path / "img.featurevector")
+    rows = np.array([5, 9, 5, 7], dtype=np.uint16)
+    cols = np.array([1, 2, 1, 3], dtype=np.uint16)
+    feat = np.array([[1.0, 1.5], [2.0, 2.5], [1.0, 1.5], [3.0, 3.5]])
+    write_feature_file(uri, rows, cols, feat)
+    assert cache.fetch([uri]).fetched == 1
+    got = features_mod._read_points(cache, uri, np.array([7, 5, 5, 9]), np.array([3, 1, 1, 2]))
+    np.testing.assert_array_equal(got, np.array([[3, 3.5], [1, 1.5], [1, 1.5], [2, 2.5]], dtype=np.float32))
+
+
+def test_unfetchable_features_count_against_the_tolerance(train_lake, split, tmp_path: Path) -> None:
+    """Bug pinned: missing feature objects silently dropped beyond the allowed share (or failing below it)."""
+    images = split.rows.select("image_id").unique(maintain_order=True)["image_id"].head(2).to_list()
+    broken = dataclasses.replace(split, rows=split.rows.with_columns(
+        pl.when(pl.col("image_id").is_in(images)).then(pl.lit("gone/nowhere.featurevector"))
+        .otherwise(pl.col("feature_key")).alias("feature_key")))
+    lost = int(split.rows["image_id"].is_in(images).sum())
+    cache = FeatureCache(tmp_path / "cache", retries=1)
+    with pytest.raises(FeatureError, match=rf"{lost:,} of {split.rows.height:,} annotations .* gone/nowhere") as info:
+        _pack(broken, train_lake, tmp_path / "work", cache, allowed=0.0)
+    assert "missing_features_allowed" in str(info.value)
+    _nothing_half_written(tmp_path / "work")
+    packed = _pack(broken, train_lake, tmp_path / "work", cache, allowed=100.0)
+    assert len(packed) == split.rows.height - lost
+    assert packed.info["dropped_missing_features"] == lost
+    assert not packed.rows["image_id"].is_in(images).any()
+
+
+def test_pack_reads_each_feature_file_once(train_lake, split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug pinned: feature files decompressed once per annotation (or per set) instead of once per image."""
+    opened: list[str] = []
+    real_load = np.load
+
+    def counting_load(file, *args, **kwargs):
+        opened.append(os.fspath(file) if not isinstance(file, io.IOBase) else "<stream>")
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(features_mod.np, "load", counting_load)
+    packed = _pack(split, train_lake, tmp_path / "work", FeatureCache(tmp_path / "cache"))
+    assert len(opened) == len(set(opened)) == packed.info["images"] == packed.rows["feature_uri"].n_unique()
