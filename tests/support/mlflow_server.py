@@ -14,8 +14,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
+
+import pytest
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -113,3 +118,63 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# --------------------------------------------------------------------------------------------------
+# one server (and the training lake) per test session, shared by every module that asks
+# --------------------------------------------------------------------------------------------------
+
+_STASH = pytest.StashKey[dict]()
+
+
+def session_value(request: pytest.FixtureRequest, name: str, factory: Callable[[], T]) -> T:
+    """``factory()`` once per pytest session under ``name`` (for fixtures that several modules define)."""
+    store = request.config.stash.get(_STASH, None)
+    if store is None:
+        store = {}
+        request.config.stash[_STASH] = store
+    if name not in store:
+        store[name] = factory()
+    return store[name]
+
+
+def session_mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
+    """The session's MLflow server (started on first use, stopped by its process group at session end)."""
+
+    def start() -> MLflowServer:
+        root = request.getfixturevalue("tmp_path_factory").mktemp("mlflow-server")
+        server = MLflowServer(root)
+        server.start()
+        request.config.add_cleanup(server.stop)
+        return server
+
+    return session_value(request, "mlflow_server", start)
+
+
+def session_train_lake(request: pytest.FixtureRequest):
+    """The tiny demo sources (the session's ``demo_sources``) ingested into a lake of their own, once.
+
+    Tests may add snapshots to it (they are additive); they must not re-ingest into it.
+    """
+
+    def build():
+        from mermaid_data.ingest import ingest
+        from mermaid_data.lake import Lake
+
+        src = request.getfixturevalue("demo_sources").dest
+        lake = Lake.open(str(request.getfixturevalue("tmp_path_factory").mktemp("train-lake") / "lake"))
+        ingest(lake, mermaid_uri=str(src / "mermaid" / "mermaid_confirmed_annotations.parquet"),
+               coralnet_uri=str(src / "coralnet"), api=str(src / "api"))
+        return lake
+
+    return session_value(request, "train_lake", build)
+
+
+def write_sources_csv(lake, path: Path, limit: int | None = None) -> Path:
+    """A CoralNet sources CSV (column ``id``) of the lake's sources, largest first."""
+    frame = lake.sql("SELECT source_id, count(*) AS n FROM annotations WHERE site = 'coralnet' "
+                     "GROUP BY ALL ORDER BY n DESC, source_id")
+    ids = frame["source_id"].to_list()[: limit or None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("id\n" + "".join(f"{i}\n" for i in ids))
+    return path

@@ -223,7 +223,7 @@ def test_unfetchable_features_count_against_the_tolerance(train_lake, split, tmp
         .otherwise(pl.col("feature_key")).alias("feature_key")))
     lost = int(split.rows["image_id"].is_in(images).sum())
     cache = FeatureCache(tmp_path / "cache", retries=1)
-    with pytest.raises(FeatureError, match=rf"{lost:,} of {split.rows.height:,} annotations .* gone/nowhere") as info:
+    with pytest.raises(FeatureError, match=rf"{lost:,} of {split.rows.height:,} annotations .*gone/nowhere") as info:
         _pack(broken, train_lake, tmp_path / "work", cache, allowed=0.0)
     assert "missing_features_allowed" in str(info.value)
     _nothing_half_written(tmp_path / "work")

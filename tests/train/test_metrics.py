@@ -10,7 +10,13 @@ import numpy as np
 import polars as pl
 import pytest
 from mermaid_train.metrics import compute_val_metrics
-from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score, top_k_accuracy_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    top_k_accuracy_score,
+)
 
 CLASSES = ["a::", "b::", "c::"]
 
@@ -83,7 +89,7 @@ def test_against_sklearn_random() -> None:
 
 
 def test_top_k_only_when_scores_allow() -> None:
-    y_true, y_pred, images, sources = small()
+    y_true, y_pred, _images, _sources = small()
     only_conf = compute_val_metrics(y_true, y_pred, CLASSES, scores=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     assert "top_3_accuracy" not in only_conf.headline
     assert only_conf.headline["top_1_accuracy"] == only_conf.headline["accuracy"]

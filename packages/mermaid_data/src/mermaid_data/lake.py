@@ -25,6 +25,7 @@ DERIVED_VIEWS = (
     "annotations",
     "label_mapping_resolved",
     "label_mapping_conflicts",
+    "annotations_labelled",
     "annotations_mapped",
     "unmapped_annotations",
 )

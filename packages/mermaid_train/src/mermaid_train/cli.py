@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from mermaid_data.cli import user_errors
@@ -23,20 +23,20 @@ def main() -> None:
 @user_errors
 def run(
     snapshot: Annotated[str, typer.Option("--snapshot", help="Snapshot ID (or a unique prefix) to train from")],
-    lake: Annotated[Optional[str], typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")] = None,
+    lake: Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs")] = 10,
     ref_val: Annotated[tuple[float, float], typer.Option("--ref-val", help="Ref and val shares, e.g. 0.1 0.1")] = (0.1, 0.1),
     split: Annotated[str, typer.Option(help="images (no image in two sets) | points (pyspacer's stratified)")] = "images",
     seed: Annotated[int, typer.Option(help="Seed of the split and the trainer")] = 0,
     clf_type: Annotated[str, typer.Option("--clf-type", help="MLP | LR")] = "MLP",
     trainer: Annotated[str, typer.Option(help="packed (ours) | minibatch (pyspacer's stock trainer)")] = "packed",
-    previous_model: Annotated[Optional[list[str]], typer.Option("--previous-model", help="An earlier classifier file (path or s3://) to score on the new val set")] = None,
+    previous_model: Annotated[list[str] | None, typer.Option("--previous-model", help="An earlier classifier file (path or s3://) to score on the new val set")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow (MLFLOW_TRACKING_URI, default ./mlflow.db) or only write ./runs/<name>")] = True,
-    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment (default: MERMAID_EXPERIMENT_NAME)")] = None,
-    model_name: Annotated[Optional[str], typer.Option("--model-name", help="Registered model name; the date/time is appended")] = None,
-    annotations_to_log: Annotated[Optional[str], typer.Option("--annotations-to-log", help="all | s<source id> | i<image id>")] = None,
-    missing_features_allowed: Annotated[Optional[float], typer.Option("--missing-features-allowed", help="Percent of annotations allowed to lack features")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where --no-mlflow runs go (default ./runs)")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: MERMAID_EXPERIMENT_NAME)")] = None,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="Registered model name; the date/time is appended")] = None,
+    annotations_to_log: Annotated[str | None, typer.Option("--annotations-to-log", help="all | s<source id> | i<image id>")] = None,
+    missing_features_allowed: Annotated[float | None, typer.Option("--missing-features-allowed", help="Percent of annotations allowed to lack features")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where --no-mlflow runs go (default ./runs)")] = None,
 ) -> None:
     """Train a classifier from a snapshot ID and print its metrics."""
     from mermaid_data.progress import default_progress
@@ -48,7 +48,7 @@ def run(
     data = DatasetOptions(ref_val_ratios=tuple(ref_val), missing_features_allowed=missing_features_allowed, lake=lake)
     training = TrainingOptions(epochs=epochs, seed=seed, split=split, clf_type=clf_type, trainer=trainer,
                                previous_model_locs=tuple(previous_model or ()))
-    common = dict(snapshot_id=snapshot, lake=lake, progress=default_progress(), runs_dir=runs_dir)
+    common = {"snapshot_id": snapshot, "lake": lake, "progress": default_progress(), "runs_dir": runs_dir}
     if mlflow:
         runner = MLflowTrainingRunner(data, training, MLflowOptions(
             experiment_name=experiment, model_name=model_name, annotations_to_log=annotations_to_log), **common)
@@ -106,7 +106,7 @@ def print_result(result) -> None:
 @user_errors
 def compare(
     runs: Annotated[list[str], typer.Argument(help="MLflow run IDs or local run folders (./runs/<name>)")],
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="Default: MLFLOW_TRACKING_URI or ./mlflow.db")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="Default: MLFLOW_TRACKING_URI or ./mlflow.db")] = None,
     top: Annotated[int, typer.Option(help="Labels to show, largest F1 differences first")] = 20,
 ) -> None:
     """Runs side by side: snapshot IDs, options that differ, headline metrics, per-label F1 differences."""

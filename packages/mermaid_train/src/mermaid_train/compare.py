@@ -73,7 +73,7 @@ def _mlflow(run_id: str, tracking_uri: str | None) -> RunView:
         try:
             path = client.download_artifacts(run_id, "metrics/per_label.csv", tmp)
             per_label = pl.read_csv(path)
-        except Exception:  # a run logged by something else: no per-label table
+        except Exception:  # noqa: BLE001 - a run logged by something else: no per-label table
             per_label = None
     params = dict(run.data.params)
     return RunView(run_id, run.info.run_name or run_id, params.get("snapshot_id", ""), params,

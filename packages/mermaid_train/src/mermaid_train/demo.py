@@ -115,10 +115,10 @@ def _summary(console: Console, lake: Lake, snapshot, result) -> None:
     lines = [
         "",
         "[bold]Demo summary[/]",
-        f"  snapshot      {snapshot.snapshot_id}: {snapshot.manifest['row_count']:,} annotations in the snapshot; "
-        f"trained on {counts['train']:,} / ref {counts['ref']:,} / val {counts['val']:,}, {len(result.classes)} classes",
-        f"  accuracy      {h['accuracy']:.3f} (val)     balanced accuracy {h['balanced_accuracy']:.3f}     "
-        f"macro F1 {h['macro_f1']:.3f}",
+        (f"  snapshot      {snapshot.snapshot_id}: {snapshot.manifest['row_count']:,} annotations; train "
+         f"{counts['train']:,} / ref {counts['ref']:,} / val {counts['val']:,}, {len(result.classes)} classes"),
+        (f"  accuracy      {h['accuracy']:.3f} (val)     balanced accuracy {h['balanced_accuracy']:.3f}     "
+         f"macro F1 {h['macro_f1']:.3f}"),
         f"  MLflow run    {result.run_id} (experiment 'mermaid-demo') in {result.tracking_uri}",
         f"  model         {result.model_uri} (sklearn flavor); pyspacer classifier file {result.classifier_uri}",
     ]
@@ -131,10 +131,10 @@ def _summary(console: Console, lake: Lake, snapshot, result) -> None:
         "",
         f"Lake at {lake}. Try:",
         f"  uv run mermaid-data snapshot show {snapshot.snapshot_id} --lake {lake}",
-        f"  uv run mermaid-data sql \"SELECT site, count(*) FROM snapshot('{snapshot.snapshot_id}') GROUP BY site\" "
-        f"--lake {lake}",
-        f"  MLFLOW_TRACKING_URI={result.tracking_uri} uv run mermaid-train run --snapshot {snapshot.snapshot_id} "
-        f"--lake {lake} --epochs 5 --split points",
+        (f"  uv run mermaid-data sql \"SELECT site, count(*) FROM snapshot('{snapshot.snapshot_id}') GROUP BY site\" "
+         f"--lake {lake}"),
+        (f"  MLFLOW_TRACKING_URI={result.tracking_uri} uv run mermaid-train run --snapshot {snapshot.snapshot_id} "
+         f"--lake {lake} --epochs 5 --split points"),
         f"  MLFLOW_TRACKING_URI={result.tracking_uri} uv run mermaid-train compare {result.run_id} <another run id>",
     ]
     for line in lines:

@@ -16,11 +16,11 @@ Layout of a logged run (see docs/training.md):
 from __future__ import annotations
 
 import logging
+import math
 import os
-import socket
-import warnings
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,7 +99,7 @@ def _probe_http(uri: str, timeout: float) -> None:
             raise TrackingError(f"the tracking server answered HTTP {exc.code} on /health", where=uri,
                                 fix=FIX_SERVER) from None
         # 401/403/404: something answers (auth proxy, no /health route); the API probe decides
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(f"cannot reach the MLflow tracking server within {timeout:g}s ({reason})", where=uri,
                             fix=FIX_SERVER) from None
@@ -129,7 +129,7 @@ def _probe_api(uri: str, experiment: str, timeout: float) -> None:
         except MlflowException as exc:
             raise TrackingError(f"the tracking server refused a request ({str(exc).splitlines()[0][:200]})",
                                 where=uri, fix=FIX_SERVER + "; check credentials (MLFLOW_TRACKING_TOKEN)") from None
-        except Exception as exc:  # requests errors
+        except Exception as exc:  # noqa: BLE001 - requests' errors, whatever they are
             raise TrackingError(f"the tracking server did not answer ({type(exc).__name__})", where=uri,
                                 fix=FIX_SERVER) from None
 
@@ -206,7 +206,7 @@ def snapshot_dataset(result: RunResult):
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local source
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(rows_uri)
-    except Exception:  # no source type for this URI scheme
+    except Exception:  # noqa: BLE001 - no source type for this URI scheme
         from mlflow.data.http_dataset_source import HTTPDatasetSource
 
         source = HTTPDatasetSource(url=rows_uri)
@@ -269,7 +269,7 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         for i in range(0, len(items), 100):
             client.log_batch(run_id, params=items[i:i + 100])
         now = _now_ms()
-        metrics = [Metric(_metric_key(k), float(v), now, 0) for k, v in result.headline.items() if v == v]
+        metrics = [Metric(_metric_key(k), float(v), now, 0) for k, v in result.headline.items() if not math.isnan(v)]
         for name, count in result.counts.items():
             metrics.append(Metric(f"{name}_annotations", float(count), now, 0))
         metrics.append(Metric("classes", float(len(result.classes)), now, 0))
