@@ -105,21 +105,20 @@ def prepare(workdir: Path, annotations: int, seed: int, n_classes: int) -> dict:
 
 def child_stock(workdir: Path, snapshot_id: str, epochs: int, blas_threads: int | None) -> dict:
     from mermaid_data import Lake
+    from mermaid_train.features import feature_uris
+    from mermaid_train.split import load_snapshot_rows, split_snapshot
+    from mermaid_train.trainer import stock_task_labels
     from spacer.data_classes import DataLocation
     from spacer.messages import TrainClassifierMsg
     from spacer.tasks import train_classifier
     from spacer.train_classifier import MiniBatchTrainer
-
-    from mermaid_train.features import feature_uris
-    from mermaid_train.split import load_snapshot_rows, split_snapshot
-    from mermaid_train.trainer import stock_task_labels
 
     out = workdir / "stock"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     started = time.perf_counter()
     lake = Lake.open(str(workdir / "lake"))
-    sid, _manifest, rows = load_snapshot_rows(lake, snapshot_id)
+    _sid, _manifest, rows = load_snapshot_rows(lake, snapshot_id)
     split = split_snapshot(rows, ref_val_ratios=(0.1, 0.1), seed=0, mode="images")
     rows = feature_uris(lake, split.rows)
     labels, _starts = stock_task_labels(rows, lambda uri: DataLocation("filesystem", uri))
@@ -143,7 +142,6 @@ def child_stock(workdir: Path, snapshot_id: str, epochs: int, blas_threads: int 
 
 def child_ours(workdir: Path, snapshot_id: str, epochs: int, fresh: bool) -> dict:
     from mermaid_data import Lake
-
     from mermaid_train.features import FeatureCache, pack
     from mermaid_train.split import load_snapshot_rows, split_snapshot
     from mermaid_train.trainer import train
@@ -174,7 +172,7 @@ def run_child(args: argparse.Namespace, kind: str, snapshot_id: str) -> dict:
     if args.stock_blas_threads:
         cmd += ["--stock-blas-threads", str(args.stock_blas_threads)]
     print(f"running {kind} ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
         raise SystemExit(f"the {kind} child failed (exit {proc.returncode})")
@@ -229,8 +227,8 @@ def main() -> None:
         ]
     for name, run in (("ours first", first), ("ours second", second)):
         table += [
-            (f"{name}: wall s", f"{run['wall_s']:.1f} (split {run['split_s']:.1f}, pack {run['pack_s']:.1f}, "
-                                f"train {run['train_s']:.1f})", ""),
+            (f"{name}: wall s", (f"{run['wall_s']:.1f} (split {run['split_s']:.1f}, pack {run['pack_s']:.1f}, "
+                                f"train {run['train_s']:.1f})"), ""),
             (f"{name}: peak RSS GB", f"{run['peak_rss_gb']:.2f}",
              "" if stock else ("PASS" if run["peak_rss_gb"] < 8 else "FAIL (budget 8 GB)")),
             (f"{name}: val accuracy", f"{run['accuracy']:.4f}", ""),

@@ -121,7 +121,7 @@ class FeatureCache:
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             source = storage.Uri.parse(uri)
-        except Exception as exc:  # a malformed URI never heals
+        except Exception as exc:  # noqa: BLE001 - a malformed URI never heals
             return f"bad URI: {exc}"
         error = "not attempted"
         for attempt in range(self.retries):
@@ -137,7 +137,7 @@ class FeatureCache:
                 return "not found"
             except (OSError, SourceUnreachableError, _TransientError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # botocore errors and the like: retry, then report
+            except Exception as exc:  # noqa: BLE001 - botocore errors and the like: retry, then report
                 error = f"{type(exc).__name__}: {exc}"
             finally:
                 part.unlink(missing_ok=True)
@@ -372,7 +372,7 @@ def pack(
             "dim": int(dim),
             "classes": list(split.classes),
             "counts": counts,
-            "images": int(len(starts)),
+            "images": len(starts),
             "split_rows": split.rows.height,
             "cache_dir": str(cache.cache_dir.resolve()),
             "dropped_missing_features": n_bad,

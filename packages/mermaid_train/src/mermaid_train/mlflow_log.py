@@ -85,20 +85,22 @@ def check_tracking(uri: str, experiment: str, *, timeout_s: float | None = None)
                                     fix="point MLFLOW_TRACKING_URI at a writable sqlite:/// path")
         return
     if scheme in ("http", "https"):
-        _probe_http(uri, timeout)
-        _probe_api(uri, experiment, timeout)
+        health = _probe_http(uri, timeout)
+        _probe_api(uri, experiment, timeout, health)
 
 
-def _probe_http(uri: str, timeout: float) -> None:
+def _probe_http(uri: str, timeout: float) -> int:
+    """HTTP status of ``GET <uri>/health``; a TrackingError if nothing answers within ``timeout``."""
     url = uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             response.read(64)
+            return int(response.status)
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
             raise TrackingError(f"the tracking server answered HTTP {exc.code} on /health", where=uri,
                                 fix=FIX_SERVER) from None
-        # 401/403/404: something answers (auth proxy, no /health route); the API probe decides
+        return int(exc.code)  # 401/403/404: something answers (auth proxy, no /health route); the API decides
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(f"cannot reach the MLflow tracking server within {timeout:g}s ({reason})", where=uri,
@@ -119,7 +121,7 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _probe_api(uri: str, experiment: str, timeout: float) -> None:
+def _probe_api(uri: str, experiment: str, timeout: float, health: int = 200) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -127,6 +129,9 @@ def _probe_api(uri: str, experiment: str, timeout: float) -> None:
         try:
             MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
         except MlflowException as exc:
+            if health != 200:
+                raise TrackingError(f"no MLflow tracking server answers here (GET /health: HTTP {health}; the "
+                                    "tracking API refused too)", where=uri, fix=FIX_SERVER) from None
             raise TrackingError(f"the tracking server refused a request ({str(exc).splitlines()[0][:200]})",
                                 where=uri, fix=FIX_SERVER + "; check credentials (MLFLOW_TRACKING_TOKEN)") from None
         except Exception as exc:  # noqa: BLE001 - requests' errors, whatever they are

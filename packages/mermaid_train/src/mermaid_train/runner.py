@@ -187,8 +187,8 @@ class TrainingRunner:
         self.lake_uri = lake
         self.run_name = run_name
         settings = get_train_settings()
-        self.runs_dir = Path(runs_dir or settings.runs_dir)
-        self.cache_dir = Path(cache_dir or settings.cache_dir).expanduser()
+        self.runs_dir = Path(runs_dir or settings.runs_dir).expanduser().absolute()
+        self.cache_dir = Path(cache_dir or settings.cache_dir).expanduser().absolute()
         self.progress = progress or SilentProgress()
         self.result: RunResult | None = None
         self.metrics: dict[str, float] = {}

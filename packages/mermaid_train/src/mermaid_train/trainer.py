@@ -43,6 +43,7 @@ restores the global RNG state after either trainer.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import mmap
 import time
@@ -56,15 +57,15 @@ from mermaid_data.progress import Progress, SilentProgress
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import SGDClassifier
 from sklearn.neural_network import MLPClassifier
-from threadpoolctl import threadpool_limits
 from spacer import config
 from spacer.data_classes import DataLocation, ImageLabels, ValResults
 from spacer.messages import TrainClassifierMsg, TrainClassifierReturnMsg, TrainingTaskLabels
 from spacer.tasks import train_classifier
 from spacer.train_classifier import ClassifierTrainer, MiniBatchTrainer
+from threadpoolctl import threadpool_limits
 
 from mermaid_train.errors import TrainConfigError, TrainDataError
-from mermaid_train.features import FeatureCache, PackedData, open_packed
+from mermaid_train.features import FeatureCache, PackedData
 from mermaid_train.split import SPLITS
 
 TRAINERS = ("packed", "minibatch")
@@ -120,7 +121,7 @@ class PackedLabels(ImageLabels):
             yield _gather(self.packed.x, chunk), self.labels_of(chunk)
 
     def serialize(self) -> dict:
-        return {"packed_dir": str(self.packed.directory), "rows": int(len(self.indices))}
+        return {"packed_dir": str(self.packed.directory), "rows": len(self.indices)}
 
 
 def packed_task_labels(packed: PackedData) -> TrainingTaskLabels:
@@ -472,4 +473,4 @@ def _stock_epoch_seconds(starts: dict[str, list[float]], epochs: int) -> list[fl
     if len(train_starts) != epochs or not val_starts:
         return []
     marks = [*train_starts, val_starts[0]]
-    return [b - a for a, b in zip(marks[:-1], marks[1:])]
+    return [b - a for a, b in itertools.pairwise(marks)]
