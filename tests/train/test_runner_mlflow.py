@@ -204,9 +204,14 @@ def test_training_runner_writes_run_folder(train_lake: Lake, e2e_run, tmp_path: 
     assert runner.result.snapshot_id == sid
     assert runner.result.packed_reused is False  # a new split key (points) packs once...
     again = TrainingRunner(snapshot_id=sid, lake=str(train_lake.uri),
-                           training_options=TrainingOptions(epochs=2, split="points"))
+                           training_options=TrainingOptions(epochs=2, split="points", seed=0,
+                                                            previous_model_locs=(model_loc,)))
     again.run()
     assert again.result.packed_reused is True  # ...and the second run reuses it
+    # champion/challenger: the same recipe and seed scores the earlier model exactly as well
+    assert again.result.previous_accuracies == [pytest.approx(return_msg.acc)]
+    assert again.result.passes_coralnet_rule is False  # equal is not 1.01x better
+    assert again.metrics["previous_model_0_accuracy"] == pytest.approx(return_msg.acc)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
     assert not list((tmp_path / "runs").glob(".*partial"))
 

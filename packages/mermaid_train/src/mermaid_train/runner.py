@@ -205,7 +205,11 @@ class TrainingRunner:
         return None
 
     def params(self) -> dict[str, Any]:
-        return flat_params(self.dataset_options, self.training_options)
+        """Every option, with defaults resolved (the lake and tolerance in effect, not ``None``)."""
+        params = flat_params(self.dataset_options, self.training_options)
+        params["dataset.lake"] = str(self.lake.uri)
+        params["dataset.missing_features_allowed"] = self.dataset_options.missing_allowed_pct()
+        return params
 
     # -- the run ---------------------------------------------------------------------------------------
 
@@ -356,7 +360,12 @@ class MLflowTrainingRunner(TrainingRunner):
         return self.mlflow_options.annotations_to_log
 
     def params(self) -> dict[str, Any]:
-        return flat_params(self.dataset_options, self.training_options, self.mlflow_options)
+        params = {**super().params(), **{k: v for k, v in flat_params(
+            self.dataset_options, self.training_options, self.mlflow_options).items() if k.startswith("mlflow.")}}
+        params["mlflow.experiment_name"] = self.mlflow_options.resolved_experiment()
+        params["mlflow.model_name"] = self.mlflow_options.resolved_model_name()
+        params.pop("mlflow.tracking_uri", None)  # may hold credentials; the run's location says where it is
+        return params
 
     def preflight(self) -> None:
         from mermaid_train.mlflow_log import check_tracking, resolve_tracking_uri
@@ -432,6 +441,9 @@ def _metrics(outcome, packed) -> tuple[ValMetrics, pl.DataFrame]:
     est = np.asarray(outcome.val_est, dtype=np.int64)
     scores = np.asarray(outcome.val_scores, dtype=np.float64)
     rows = outcome.val_rows if outcome.val_rows is not None and outcome.val_rows.height == len(gt) else None
+    if rows is not None and "class_key" in rows.columns and not bool(
+            (rows["class_key"].to_numpy().astype(str) == np.asarray(classes, dtype=str)[gt]).all()):
+        rows = None  # not aligned with the val results: no per-image / per-source figures rather than wrong ones
     names = _class_names(packed.rows, classes)
     images = sources = None
     if rows is not None:

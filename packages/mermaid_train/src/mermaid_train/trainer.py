@@ -59,6 +59,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.neural_network import MLPClassifier
 from spacer import config
 from spacer.data_classes import DataLocation, ImageLabels, ValResults
+from spacer.exceptions import TrainingLabelsError
 from spacer.messages import TrainClassifierMsg, TrainClassifierReturnMsg, TrainingTaskLabels
 from spacer.tasks import train_classifier
 from spacer.train_classifier import ClassifierTrainer, MiniBatchTrainer
@@ -104,7 +105,8 @@ class PackedLabels(ImageLabels):
         raise NotImplementedError("PackedLabels has no per-image DataLocations; use indices / load_data_in_batches")
 
     def filter_classes(self, accepted_classes) -> PackedLabels:
-        accepted = np.array([c in set(accepted_classes) for c in self.packed.classes], dtype=bool)
+        wanted = set(accepted_classes)
+        accepted = np.array([c in wanted for c in self.packed.classes], dtype=bool)
         return PackedLabels(self.packed, self.indices[accepted[self.packed.y[self.indices]]])
 
     def labels_of(self, indices: np.ndarray) -> np.ndarray:
@@ -390,11 +392,16 @@ def train(
             valresult_loc=_location(valresult_path),
             feature_cache_dir=TrainClassifierMsg.FeatureCache.DISABLED,
         )
-        if trainer == "minibatch":
-            with progress.task(f"train {clf_type} with pyspacer's MiniBatchTrainer ({epochs} epochs)"):
+        try:
+            if trainer == "minibatch":
+                with progress.task(f"train {clf_type} with pyspacer's MiniBatchTrainer ({epochs} epochs)"):
+                    result = train_classifier(msg)
+            else:
                 result = train_classifier(msg)
-        else:
-            result = train_classifier(msg)
+        except TrainingLabelsError as exc:
+            raise TrainDataError(f"pyspacer refused the training sets: {exc}", where=str(packed.directory),
+                                 fix="use a bigger snapshot, other ref/val ratios or a lower missing-features "
+                                 "share") from exc
     finally:
         np.random.set_state(rng_state)
     runtime = time.perf_counter() - started
