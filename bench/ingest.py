@@ -18,7 +18,11 @@ Budget (issue 2, 2-core machine, N = 20,000,000): >= 1,000,000 rows/s, vs_copy <
 A missed budget is reported, not an error: the exit status is 0 unless a step crashes.
 
 ``DIR`` defaults to ``bench/out/ingest`` (git-ignored). The sources are kept there for reuse; the
-lake and ``floor.parquet`` are deleted at the end unless ``--keep``. GB = 10**9 bytes.
+lake and ``floor.parquet`` are deleted at the end unless ``--keep``. GB = 10**9 bytes. ``--verbose``
+shows the ingest's own step timings (stderr).
+
+Other work on the machine inflates wall times: each child's CPU seconds, the load average and (Linux
+PSI) the share of the child's wall time in which some task waited for a CPU are printed above the table.
 """
 
 from __future__ import annotations

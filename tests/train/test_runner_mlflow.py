@@ -42,7 +42,7 @@ def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
 
 
 @pytest.fixture(scope="session")
-def train_lake(request: pytest.FixtureRequest) -> Lake:
+def runner_lake(request: pytest.FixtureRequest) -> Lake:
     return session_train_lake(request)
 
 
@@ -62,17 +62,17 @@ def _train_env(monkeypatch: pytest.MonkeyPatch, train_cache: Path, tmp_path: Pat
 
 
 @pytest.fixture(scope="session")
-def sources_csv(train_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_sources_csv(train_lake, tmp_path_factory.mktemp("csv") / "sources.csv")
+def sources_csv(runner_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sources_csv(runner_lake, tmp_path_factory.mktemp("csv") / "sources.csv")
 
 
 @pytest.fixture(scope="session")
-def e2e_run(train_lake: Lake, mlflow_server: MLflowServer, sources_csv: Path, tmp_path_factory: pytest.TempPathFactory):
+def e2e_run(runner_lake: Lake, mlflow_server: MLflowServer, sources_csv: Path, tmp_path_factory: pytest.TempPathFactory):
     """One MLflow run of MERMAID + every CoralNet source, logged to the real server."""
-    source = train_lake.sql("SELECT source_id FROM annotations WHERE site = 'coralnet' GROUP BY ALL "
+    source = runner_lake.sql("SELECT source_id FROM annotations WHERE site = 'coralnet' GROUP BY ALL "
                             "ORDER BY count(*) DESC LIMIT 1")["source_id"][0]
     runner = MLflowTrainingRunner(
-        dataset_options=DatasetOptions(coralnet_sources_csv=sources_csv, lake=str(train_lake.uri)),
+        dataset_options=DatasetOptions(coralnet_sources_csv=sources_csv, lake=str(runner_lake.uri)),
         training_options=TrainingOptions(epochs=3),
         mlflow_options=MLflowOptions(experiment_name="e2e", model_name="e2e-model", annotations_to_log=f"s{source}",
                                      tracking_uri=mlflow_server.uri),
@@ -191,9 +191,9 @@ def _artifacts(client, run_id: str, path: str | None = None) -> set[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_training_runner_writes_run_folder(train_lake: Lake, e2e_run, tmp_path: Path) -> None:
+def test_training_runner_writes_run_folder(runner_lake: Lake, e2e_run, tmp_path: Path) -> None:
     sid = e2e_run[0].result.snapshot_id
-    runner = TrainingRunner(snapshot_id=sid[:12], lake=str(train_lake.uri),
+    runner = TrainingRunner(snapshot_id=sid[:12], lake=str(runner_lake.uri),
                             training_options=TrainingOptions(epochs=2, split="points"))
     return_msg, model_loc = runner.run()
     folder = tmp_path / "runs" / runner.run_name
@@ -203,7 +203,7 @@ def test_training_runner_writes_run_folder(train_lake: Lake, e2e_run, tmp_path: 
     assert runner.metrics["accuracy"] == pytest.approx(return_msg.acc)
     assert runner.result.snapshot_id == sid
     assert runner.result.packed_reused is False  # a new split key (points) packs once...
-    again = TrainingRunner(snapshot_id=sid, lake=str(train_lake.uri),
+    again = TrainingRunner(snapshot_id=sid, lake=str(runner_lake.uri),
                            training_options=TrainingOptions(epochs=2, split="points", seed=0,
                                                             previous_model_locs=(model_loc,)))
     again.run()
@@ -216,7 +216,7 @@ def test_training_runner_writes_run_folder(train_lake: Lake, e2e_run, tmp_path: 
     assert not list((tmp_path / "runs").glob(".*partial"))
 
 
-def test_cli_run_and_compare(train_lake: Lake, e2e_run, mlflow_server: MLflowServer, tmp_path: Path,
+def test_cli_run_and_compare(runner_lake: Lake, e2e_run, mlflow_server: MLflowServer, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     import mermaid_data.cli
     import mermaid_train.cli
@@ -225,7 +225,7 @@ def test_cli_run_and_compare(train_lake: Lake, e2e_run, mlflow_server: MLflowSer
         monkeypatch.setattr(console, "_width", 200)  # wide tables: no wrapped cells to search in
     sid = e2e_run[0].result.snapshot_id
     cli = CliRunner()
-    out = cli.invoke(app, ["run", "--snapshot", sid, "--lake", str(train_lake.uri), "--epochs", "1", "--no-mlflow",
+    out = cli.invoke(app, ["run", "--snapshot", sid, "--lake", str(runner_lake.uri), "--epochs", "1", "--no-mlflow",
                            "--clf-type", "LR", "--runs-dir", str(tmp_path / "r"), "--seed", "1"])
     assert out.exit_code == 0, out.output
     assert "accuracy" in out.output and sid in out.output
@@ -274,25 +274,25 @@ def _nothing_written(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_unknown_snapshot_lists_nearest(train_lake: Lake, e2e_run, tmp_path: Path) -> None:
+def test_unknown_snapshot_lists_nearest(runner_lake: Lake, e2e_run, tmp_path: Path) -> None:
     sid = e2e_run[0].result.snapshot_id
     wrong = sid[:-3] + ("000" if not sid.endswith("000") else "111")
     with pytest.raises(SnapshotError) as info:
-        TrainingRunner(snapshot_id=wrong, lake=str(train_lake.uri)).run()
+        TrainingRunner(snapshot_id=wrong, lake=str(runner_lake.uri)).run()
     assert "nearest" in str(info.value) and sid in str(info.value)
     _nothing_written(tmp_path)
-    out = CliRunner().invoke(app, ["run", "--snapshot", wrong, "--lake", str(train_lake.uri), "--no-mlflow"])
+    out = CliRunner().invoke(app, ["run", "--snapshot", wrong, "--lake", str(runner_lake.uri), "--no-mlflow"])
     assert out.exit_code == 2
     assert "error:" in out.output and "nearest" in out.output and "Traceback" not in out.output
 
 
-def test_fewer_than_two_classes(train_lake: Lake, tmp_path: Path) -> None:
-    top = train_lake.sql("SELECT benthic_attribute_id AS ba, growth_form_id AS gf FROM annotations_mapped "
+def test_fewer_than_two_classes(runner_lake: Lake, tmp_path: Path) -> None:
+    top = runner_lake.sql("SELECT benthic_attribute_id AS ba, growth_form_id AS gf FROM annotations_mapped "
                          "WHERE site = 'mermaid' GROUP BY ALL ORDER BY count(*) DESC LIMIT 1").row(0)
     include = tmp_path / "one_class.csv"
     include.write_text(f"ba_id,gf_id\n{top[0]},{top[1] or ''}\n")
     with pytest.raises(TrainDataError, match="fewer than two classes"):
-        TrainingRunner(DatasetOptions(included_labels_csv=include, lake=str(train_lake.uri))).run()
+        TrainingRunner(DatasetOptions(included_labels_csv=include, lake=str(runner_lake.uri))).run()
     _nothing_written(tmp_path)
 
 
@@ -315,7 +315,7 @@ def _fail_if_called(*args, **kwargs):
         ({"training_options": TrainingOptions(epochs=0)}, TrainConfigError, "epochs"),
     ],
 )
-def test_bad_options_fail_before_any_work(kwargs, error, text, train_lake: Lake, tmp_path: Path,
+def test_bad_options_fail_before_any_work(kwargs, error, text, runner_lake: Lake, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import mermaid_train.split
     import mermaid_train.trainer
@@ -326,46 +326,46 @@ def test_bad_options_fail_before_any_work(kwargs, error, text, train_lake: Lake,
     kwargs = dict(kwargs)
     kwargs.setdefault("mlflow_options", MLflowOptions(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
     with pytest.raises(error, match=text):
-        MLflowTrainingRunner(lake=str(train_lake.uri), **kwargs).run()
+        MLflowTrainingRunner(lake=str(runner_lake.uri), **kwargs).run()
     _nothing_written(tmp_path)
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_unreachable_tracking_server_fails_fast(train_lake: Lake, tmp_path: Path,
+def test_unreachable_tracking_server_fails_fast(runner_lake: Lake, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import mermaid_train.trainer
 
     monkeypatch.setattr(mermaid_train.trainer, "train", _fail_if_called)
-    before = set(published_ids(train_lake))
+    before = set(published_ids(runner_lake))
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(TrackingError) as info:
-        MLflowTrainingRunner(DatasetOptions(annotation_limit=1234, lake=str(train_lake.uri)),
+        MLflowTrainingRunner(DatasetOptions(annotation_limit=1234, lake=str(runner_lake.uri)),
                              mlflow_options=MLflowOptions(tracking_uri=uri)).run()
     assert time.monotonic() - started < 10
     assert uri in str(info.value) and "Fix:" in str(info.value)
-    assert set(published_ids(train_lake)) == before  # not even the snapshot was built
+    assert set(published_ids(runner_lake)) == before  # not even the snapshot was built
     # an address that drops packets (the timeout path) or, behind a filtering network, answers 404
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.255.255.1:5000")
     started = time.monotonic()
     with pytest.raises(TrackingError):
-        MLflowTrainingRunner(DatasetOptions(lake=str(train_lake.uri))).run()
+        MLflowTrainingRunner(DatasetOptions(lake=str(runner_lake.uri))).run()
     assert time.monotonic() - started < 10
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    out = CliRunner().invoke(app, ["run", "--snapshot", "snap-0", "--lake", str(train_lake.uri)])
+    out = CliRunner().invoke(app, ["run", "--snapshot", "snap-0", "--lake", str(runner_lake.uri)])
     assert out.exit_code == 2 and "cannot reach the MLflow tracking server" in out.output
     assert "Traceback" not in out.output
 
 
-def test_file_store_is_refused(train_lake: Lake, tmp_path: Path) -> None:
+def test_file_store_is_refused(runner_lake: Lake, tmp_path: Path) -> None:
     with pytest.raises(TrackingError, match="file-system tracking stores"):
-        MLflowTrainingRunner(lake=str(train_lake.uri), mlflow_options=MLflowOptions(tracking_uri=str(tmp_path / "mlruns"))).run()
+        MLflowTrainingRunner(lake=str(runner_lake.uri), mlflow_options=MLflowOptions(tracking_uri=str(tmp_path / "mlruns"))).run()
 
 
-def test_annotations_to_log_must_exist_in_the_snapshot(train_lake: Lake, e2e_run, tmp_path: Path) -> None:
+def test_annotations_to_log_must_exist_in_the_snapshot(runner_lake: Lake, e2e_run, tmp_path: Path) -> None:
     sid = e2e_run[0].result.snapshot_id
     with pytest.raises(TrainConfigError, match="has no annotations of image nope"):
-        MLflowTrainingRunner(snapshot_id=sid, lake=str(train_lake.uri),
+        MLflowTrainingRunner(snapshot_id=sid, lake=str(runner_lake.uri),
                              mlflow_options=MLflowOptions(annotations_to_log="inope",
                                                           tracking_uri=f"sqlite:///{tmp_path}/m.db")).run()
     _nothing_written(tmp_path)

@@ -39,19 +39,19 @@ def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
 
 
 @pytest.fixture(scope="session")
-def train_lake(request: pytest.FixtureRequest) -> Lake:
+def runner_lake(request: pytest.FixtureRequest) -> Lake:
     return session_train_lake(request)
 
 
 @pytest.fixture(scope="session")
-def seed_dir(train_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def seed_dir(runner_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The working directory of the examples, with their CSVs (demo-lake IDs, the seed's layouts)."""
     root = tmp_path_factory.mktemp("seed")
-    sample = write_sources_csv(train_lake, root / "sources" / "sample.csv", limit=3)
+    sample = write_sources_csv(runner_lake, root / "sources" / "sample.csv", limit=3)
     ids = sample.read_text().split()[1:]
     labels = root / "labels"
     labels.mkdir()
-    classes = train_lake.sql(
+    classes = runner_lake.sql(
         "SELECT a.benthic_attribute_id AS ba, b.name AS ba_name, a.growth_form_id AS gf, coalesce(g.name, '') AS gf_name, "
         "count(*) AS n FROM annotations_mapped a JOIN benthic_attributes b ON b.id = a.benthic_attribute_id "
         "LEFT JOIN growth_forms g ON g.id = a.growth_form_id GROUP BY ALL ORDER BY n DESC, ba, gf").rows()
@@ -67,7 +67,7 @@ def seed_dir(train_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path
     (labels / "exclusions.csv").write_text(
         label_header + "".join(f"{c[0]},{c[1]},{c[2]},{c[3]}\n" for c in classes[:2]))
     # the full example: CoralNet sample sources only, growth forms dropped, then rolled up and included
-    bas = train_lake.sql(
+    bas = runner_lake.sql(
         "SELECT a.benthic_attribute_id AS ba, b.name AS ba_name, count(*) AS n FROM annotations_mapped a "
         "JOIN benthic_attributes b ON b.id = a.benthic_attribute_id "
         f"WHERE a.site = 'coralnet' AND a.source_id IN ({', '.join(repr(i) for i in ids)}) "
@@ -79,12 +79,12 @@ def seed_dir(train_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(autouse=True)
-def _seed_env(monkeypatch: pytest.MonkeyPatch, seed_dir: Path, train_lake: Lake, mlflow_server: MLflowServer,
+def _seed_env(monkeypatch: pytest.MonkeyPatch, seed_dir: Path, runner_lake: Lake, mlflow_server: MLflowServer,
               tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in ("MERMAID_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_NAME", "MERMAID_MODEL_NAME",
                  "MERMAID_MISSING_FEATURES_ALLOWED", "MERMAID_RUNS_DIR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MERMAID_LAKE_URI", str(train_lake.uri))
+    monkeypatch.setenv("MERMAID_LAKE_URI", str(runner_lake.uri))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
     monkeypatch.setenv("MERMAID_TRAIN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "seed-cache"))
     monkeypatch.chdir(seed_dir)

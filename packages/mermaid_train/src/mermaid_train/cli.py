@@ -98,6 +98,7 @@ def print_result(result) -> None:
             console.print(f"  {result.run_url}", highlight=False, soft_wrap=True)
         console.print(f"model: {result.model_uri}; pyspacer classifier: {result.classifier_uri}", highlight=False,
                       soft_wrap=True)
+        console.print(f"artifacts (metrics, plots, reports): {result.artifact_uri}", highlight=False, soft_wrap=True)
     else:
         console.print(f"run folder: {result.out_dir} (classifier: {result.model_path})", highlight=False, soft_wrap=True)
 

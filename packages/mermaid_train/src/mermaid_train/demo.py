@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from mermaid_data import Lake
@@ -52,6 +53,7 @@ def run_demo(
         with progress.task(f"demo sources ({scale}, seed {seed}) → {sources}"):
             generate_demo_sources(sources, scale=scale, seed=seed, features=True)
     lake = Lake.open(str(workdir / "lake"))
+    _drop_stale_lake(lake, workdir / "lake", sources, console)
     report = ingest(
         lake,
         mermaid_uri=str(sources / "mermaid" / "mermaid_confirmed_annotations.parquet"),
@@ -139,6 +141,23 @@ def _summary(console: Console, lake: Lake, snapshot, result) -> None:
     ]
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _drop_stale_lake(lake: Lake, path: Path, sources: Path, console: Console) -> None:
+    """A demo lake whose sources point elsewhere (another folder, or an older layout of ``root_uri``)
+    cannot find its feature files; the demo lake is disposable, so it is rebuilt from the sources."""
+    if not lake.exists():
+        return
+    try:
+        roots = lake.sql("SELECT site, root_uri FROM sources WHERE site IN ('mermaid', 'coralnet')")
+    except Exception:  # noqa: BLE001 - unreadable: rebuild
+        roots = None
+    expected = {"mermaid": str(sources / "mermaid"), "coralnet": str(sources / "coralnet")}
+    if roots is not None and all(expected.get(site) == root for site, root in roots.iter_rows()):
+        return
+    console.print(f"[yellow]note:[/] the demo lake at {path} was built by an older version or from other "
+                  "sources; rebuilding it", highlight=False)
+    shutil.rmtree(path)
 
 
 def _all_sources_csv(lake: Lake, workdir: Path) -> Path:

@@ -166,6 +166,8 @@ def experiment_id(uri: str, name: str) -> str:
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if found.lifecycle_stage == "deleted":  # deleted in the UI: its name is still taken; bring it back
+            client.restore_experiment(found.experiment_id)
         return found.experiment_id
     return client.create_experiment(name, artifact_location=_artifact_root(uri))
 
@@ -311,6 +313,7 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
                 tags={"snapshot_id": result.snapshot_id},
             )
             result.classifier_uri = mlflow.get_artifact_uri("classifier.pkl")
+            result.artifact_uri = mlflow.get_artifact_uri()
         result.model_uri = info.model_uri
         if register:
             version = str(info.registered_model_version)

@@ -115,7 +115,12 @@ class Profiler:
 
 @dataclass
 class RunResult:
-    """What a run produced: IDs, counts, metrics and where every file is."""
+    """What a run produced: IDs, counts, metrics and where every file is.
+
+    ``TrainingRunner``: ``out_dir``, ``model_path`` and ``files`` are the run folder's. ``MLflowTrainingRunner``
+    logs that folder and removes it: the files are then under ``artifact_uri`` (``classifier_uri`` for the
+    classifier), ``model_path`` is None and ``files`` empty.
+    """
 
     run_name: str
     snapshot_id: str
@@ -123,7 +128,7 @@ class RunResult:
     manifest: dict
     lake: str
     out_dir: Path
-    model_path: Path
+    model_path: Path | None
     counts: dict[str, int]
     classes: list[str]
     dropped_classes: dict[str, int]
@@ -149,6 +154,7 @@ class RunResult:
     registered_model: str | None = None
     registered_version: str | None = None
     classifier_uri: str | None = None
+    artifact_uri: str | None = None
 
     def return_msg(self) -> TrainClassifierReturnMsg:
         return TrainClassifierReturnMsg(acc=float(self.headline["accuracy"]), pc_accs=list(self.previous_accuracies),
@@ -294,39 +300,39 @@ class TrainingRunner:
                 split.rows.select([c for c in ("annotation_id", "site", "source_id", "image_id", "row", "col",
                                                "class_key", "split") if c in split.rows.columns]).write_parquet(split_path)
                 files["split.parquet"] = split_path
+
+            runtime = time.perf_counter() - started
+            previous = list(outcome.previous_accuracies)
+            passes = (all(outcome.accuracy >= CORALNET_IMPROVEMENT * p for p in previous) if previous else None)
+            counts = {name: int((packed.split == code).sum()) for code, name in enumerate(("train", "ref", "val"))}
+            headline = dict(metrics.headline)
+            headline["train_runtime_s"] = float(outcome.runtime_s)
+            headline["run_runtime_s"] = float(runtime)
+            for i, acc in enumerate(previous):
+                headline[f"previous_model_{i}_accuracy"] = float(acc)
+            params = self.params()
+            result = RunResult(
+                run_name=self.run_name or out_dir.name, snapshot_id=sid, snapshot_created=created, manifest=manifest,
+                lake=str(lake.uri), out_dir=out_dir, model_path=out_dir / outcome.model_path.name, counts=counts,
+                classes=list(outcome.classes), dropped_classes=dict(split.dropped_classes), metrics=metrics,
+                headline=headline, ref_accs=list(outcome.ref_accs), epoch_seconds=list(outcome.epoch_seconds),
+                previous_accuracies=previous, passes_coralnet_rule=passes, runtime_s=runtime, sections=prof.frame(),
+                params=params, packed_reused=bool(getattr(packed, "reused", False)),
+                example_x=np.array(packed.x[packed.indices("val")[:5]], dtype=np.float32), rows_schema=rows_schema,
+            )
+            sections_path = work / "profiled_sections.csv"
+            result.sections.write_csv(sections_path)
+            files["profiled_sections.csv"] = sections_path
+            files["valresult.json"] = work / outcome.valresult_path.name
+            files["classifier.pkl"] = work / outcome.model_path.name
+            summary_path = work / "train_summary.yaml"
+            summary_path.write_text(yaml.safe_dump(_summary(result, outcome, packed), sort_keys=False))
+            files["train_summary.yaml"] = summary_path
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(work, out_dir)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
             raise
-
-        runtime = time.perf_counter() - started
-        previous = list(outcome.previous_accuracies)
-        passes = (all(outcome.accuracy >= CORALNET_IMPROVEMENT * p for p in previous) if previous else None)
-        counts = {name: int((packed.split == code).sum()) for code, name in enumerate(("train", "ref", "val"))}
-        headline = dict(metrics.headline)
-        headline["train_runtime_s"] = float(outcome.runtime_s)
-        headline["run_runtime_s"] = float(runtime)
-        for i, acc in enumerate(previous):
-            headline[f"previous_model_{i}_accuracy"] = float(acc)
-        params = self.params()
-        result = RunResult(
-            run_name=self.run_name or out_dir.name, snapshot_id=sid, snapshot_created=created, manifest=manifest,
-            lake=str(lake.uri), out_dir=out_dir, model_path=out_dir / outcome.model_path.name, counts=counts,
-            classes=list(outcome.classes), dropped_classes=dict(split.dropped_classes), metrics=metrics,
-            headline=headline, ref_accs=list(outcome.ref_accs), epoch_seconds=list(outcome.epoch_seconds),
-            previous_accuracies=previous, passes_coralnet_rule=passes, runtime_s=runtime, sections=prof.frame(),
-            params=params, packed_reused=bool(getattr(packed, "reused", False)),
-            example_x=np.array(packed.x[packed.indices("val")[:5]], dtype=np.float32), rows_schema=rows_schema,
-        )
-        sections_path = work / "profiled_sections.csv"
-        result.sections.write_csv(sections_path)
-        files["profiled_sections.csv"] = sections_path
-        files["valresult.json"] = work / outcome.valresult_path.name
-        files["classifier.pkl"] = work / outcome.model_path.name
-        summary_path = work / "train_summary.yaml"
-        summary_path.write_text(yaml.safe_dump(_summary(result, outcome, packed), sort_keys=False))
-        files["train_summary.yaml"] = summary_path
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(work, out_dir)
         result.files = {name: out_dir / path.relative_to(work) for name, path in files.items()}
         result.metrics.files = {n: out_dir / p.relative_to(work) for n, p in result.metrics.files.items()}
         return result
@@ -392,6 +398,7 @@ class MLflowTrainingRunner(TrainingRunner):
                     progress=self.progress)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        result.model_path, result.files, result.metrics.files = None, {}, {}  # they live in MLflow now
         self.result = result
         self.metrics = dict(result.headline)
         return result.return_msg(), result.classifier_uri or result.model_uri or ""

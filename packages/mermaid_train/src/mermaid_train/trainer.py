@@ -72,7 +72,6 @@ from mermaid_train.split import SPLITS
 TRAINERS = ("packed", "minibatch")
 CLF_TYPES = tuple(config.CLASSIFIER_TYPES)  # ("LR", "MLP")
 _EVAL_CHUNK = 16_384
-_RELEASE_EVERY = 16  # batches between madvise(DONTNEED) on the mapped features (bounds RSS)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -120,7 +119,9 @@ class PackedLabels(ImageLabels):
         step = batch_size or max(1, len(order))
         for start in range(0, len(order), step):
             chunk = order[start:start + step]
-            yield _gather(self.packed.x, chunk), self.labels_of(chunk)
+            batch = _gather(self.packed.x, chunk)
+            _release(self.packed.x)
+            yield batch, self.labels_of(chunk)
 
     def serialize(self) -> dict:
         return {"packed_dir": str(self.packed.directory), "rows": len(self.indices)}
@@ -146,11 +147,19 @@ def _gather(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 
 def _release(x: np.ndarray) -> None:
-    """Drop the mapped feature pages from this process's RSS (the page cache keeps them)."""
+    """Drop the mapped feature pages from this process's RSS (the page cache keeps them).
+
+    Random row gathers from a memmap map whole fault-around windows (64 KiB per 5 KiB row), so without
+    this a 1M-point epoch maps the entire file into the process's RSS.
+    """
+    _advise(x, "MADV_DONTNEED")
+
+
+def _advise(x: np.ndarray, advice: str) -> None:
     handle = getattr(x, "_mmap", None)
-    if handle is not None and hasattr(handle, "madvise"):
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, advice):
         try:
-            handle.madvise(mmap.MADV_DONTNEED)
+            handle.madvise(getattr(mmap, advice))
         except (OSError, ValueError):  # pragma: no cover - platform without the advice
             pass
 
@@ -233,7 +242,7 @@ class PackedTrainer(ClassifierTrainer):
         for start in range(0, len(val_idx), _EVAL_CHUNK):
             chunk = val_idx[start:start + _EVAL_CHUNK]
             proba[start:start + len(chunk)] = clf.predict_proba(_gather(packed.x, chunk))
-        _release(packed.x)
+            _release(packed.x)
         val_labels = _class_array(packed)[packed.y[val_idx]]
         gt = np.searchsorted(model_classes, val_labels)
         if np.any(gt >= len(model_classes)) or np.any(model_classes[np.minimum(gt, len(model_classes) - 1)] != val_labels):
@@ -248,9 +257,9 @@ class PackedTrainer(ClassifierTrainer):
             for start in range(0, len(val_idx), _EVAL_CHUNK):
                 chunk = val_idx[start:start + _EVAL_CHUNK]
                 pred = np.asarray(pc_model.predict(_gather(packed.x, chunk)))
+                _release(packed.x)
                 hits += int(np.sum(pred.astype(str) == val_labels[start:start + len(chunk)]))
             pc_accs.append(hits / len(val_idx))
-        _release(packed.x)
 
         self.report = {"val_indices": val_idx, "val_proba": proba, "epoch_seconds": epoch_seconds,
                        "classes": model_classes.tolist()}
@@ -273,7 +282,9 @@ class PackedTrainer(ClassifierTrainer):
         return SGDClassifier(loss=self.sgd_loss, average=self.sgd_average, random_state=self.seed)
 
     def _train(self, packed, train_idx, ref_idx, classes, nbr_epochs, clf_type):
+        _advise(packed.x, "MADV_RANDOM")  # no read-ahead: batches are random rows
         refx = _gather(packed.x, ref_idx)
+        _release(packed.x)
         refy = _class_array(packed)[packed.y[ref_idx]]
         labels = _class_array(packed)
         rng_state = np.random.RandomState(self.seed)
@@ -286,12 +297,11 @@ class PackedTrainer(ClassifierTrainer):
             for epoch in range(nbr_epochs):
                 started = time.perf_counter()
                 order = np.random.default_rng([self.seed, epoch]).permutation(train_idx)
-                for b, start in enumerate(range(0, len(order), self.batch_size)):
+                for start in range(0, len(order), self.batch_size):
                     chunk = order[start:start + self.batch_size]
-                    clf.partial_fit(_gather(packed.x, chunk), labels[packed.y[chunk]], classes=class_list)
-                    if b % _RELEASE_EVERY == _RELEASE_EVERY - 1:
-                        _release(packed.x)
-                _release(packed.x)
+                    batch = _gather(packed.x, chunk)
+                    _release(packed.x)  # bounds RSS: at most one batch of mapped pages at a time
+                    clf.partial_fit(batch, labels[packed.y[chunk]], classes=class_list)
                 ref_accs.append(float(np.mean(clf.predict(refx) == refy)))
                 epoch_seconds.append(time.perf_counter() - started)
                 task.advance()
