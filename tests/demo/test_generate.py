@@ -398,7 +398,7 @@ def test_feature_files_match_annotations_and_some_are_missing(tiny: tuple[Path, 
 
 
 def test_feature_files_load_with_pyspacer(tmp_path: Path, tiny: tuple[Path, DemoSummary, float]) -> None:
-    data_classes = pytest.importorskip("spacer.data_classes")
+    from spacer import data_classes
     dest, _, _ = tiny
     pairs = [p for p in _feature_pairs(dest) if p[0].is_file()]
     chosen = [next(p for p in pairs if p[0].parent.name == "mermaid")]
@@ -503,7 +503,7 @@ def test_exactly_one_provider_id_is_mapped_twice(tiny: tuple[Path, DemoSummary, 
 
 
 def test_api_client_reads_the_demo_pages(tiny: tuple[Path, DemoSummary, float]) -> None:
-    api_module = pytest.importorskip("mermaid_data.sources.api")
+    from mermaid_data.sources import api as api_module
     dest, summary, _ = tiny
     taxonomy = api_module.fetch_taxonomy(str(dest / "api"))
     assert taxonomy.benthic_attributes.num_rows == summary.benthic_attributes
@@ -555,7 +555,6 @@ def uuid5_for(provider_id: str, ba_id: str, gf_id: str | None) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"test-mapping:{provider_id}:{ba_id}:{gf_id or ''}"))
 
 
-@pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason="../shared/reference is not beside the repo")
 def test_write_api_pages_from_the_real_reference_csvs(tmp_path: Path) -> None:
     bas, gfs, mappings = _reference_payloads()
     written = write_api_pages(tmp_path / "api", bas, gfs, mappings, page_size=250)
@@ -564,7 +563,7 @@ def test_write_api_pages_from_the_real_reference_csvs(tmp_path: Path) -> None:
     assert len(names) == 3 and len(results) == len(bas) == 738
     names, results = _follow_pages(tmp_path / "api", "classification/labelmappings.json")
     assert names[-1] == "classification/labelmappings.page3.json" and len(results) == len(mappings)
-    api_module = pytest.importorskip("mermaid_data.sources.api")
+    from mermaid_data.sources import api as api_module
     taxonomy = api_module.fetch_taxonomy(str(tmp_path / "api"))
     assert taxonomy.benthic_attributes.num_rows == 738
     assert taxonomy.growth_forms.num_rows == 11
