@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mermaid_data.errors import ConfigError, SourceFormatError
@@ -154,7 +154,6 @@ class SnapshotSpec:
     missing_features_allowed: float | None = None  # percent; None = setting MERMAID_MISSING_FEATURES_ALLOWED
     name: str = ""
     message: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     def validate(self) -> None:
         if self.included_labels_csv and self.excluded_labels_csv:
