@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mermaid_train.errors import TrainConfigError, TrainDataError
-from mermaid_train.trainer import PackedLabels, PackedTrainer, packed_task_labels, train
+from mermaid_train.trainer import InPlaceAdam, PackedLabels, PackedTrainer, packed_task_labels, train
+from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
 from spacer.data_classes import DataLocation, ImageLabels, ValResults
 from spacer.messages import ClassifyFeaturesMsg, TrainingTaskLabels
 from spacer.storage import load_classifier
@@ -40,6 +42,26 @@ def test_trainer_serializes_and_deserializes() -> None:
     assert PackedTrainer().serialize() == {"class_path": "mermaid_train.trainer.PackedTrainer"}
 
 
+def test_in_place_adam_gives_sklearns_weights_bit_for_bit() -> None:
+    """Bug pinned: the faster Adam step drifting from sklearn's (the recipe must stay sklearn's MLP)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 40)).astype(np.float32)
+    y = rng.integers(0, 4, 600).astype(str)
+    fitted = []
+    for fast in (False, True):
+        clf = MLPClassifier(hidden_layer_sizes=(30, 20), learning_rate_init=1e-3, random_state=np.random.RandomState(3))
+        for start in range(0, 600, 150):
+            clf.partial_fit(x[start:start + 150], y[start:start + 150], classes=np.unique(y))
+            if fast and type(clf._optimizer) is AdamOptimizer:
+                clf._optimizer.__class__ = InPlaceAdam
+        fitted.append(clf)
+    a, b = fitted
+    assert type(b._optimizer) is InPlaceAdam and a._optimizer.t == b._optimizer.t
+    for u, w in zip(a.coefs_ + a.intercepts_ + a._optimizer.ms + a._optimizer.vs,
+                    b.coefs_ + b.intercepts_ + b._optimizer.ms + b._optimizer.vs):
+        assert u.dtype == w.dtype == np.float32 and np.array_equal(u, w)
+
+
 def test_packed_labels_satisfy_pyspacer_preprocessing(packed) -> None:
     """Bug pinned: the light labels object missing something preprocess_labels / train_classifier use."""
     labels = packed_task_labels(packed)
@@ -63,6 +85,8 @@ def test_model_loads_with_pyspacer_and_predicts(ours, packed) -> None:
     """Bug pinned: a stored model pyspacer cannot load, or whose predictions disagree with the val results."""
     assert ours.trainer == "packed" and ours.classes == packed.classes
     clf = load_classifier(DataLocation("filesystem", str(ours.model_path)))
+    assert type(clf.estimator._optimizer) is AdamOptimizer  # no mermaid_train class inside the pickle
+    assert b"mermaid_train" not in ours.model_path.read_bytes()
     val_idx = packed.indices("val")
     assert len(ours.val_gt) == len(ours.val_est) == len(val_idx) == ours.val_rows.height
     predicted = clf.predict(np.asarray(packed.x[val_idx], dtype=np.float64))
