@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import shutil
 import time
@@ -236,12 +235,40 @@ def test_unfetchable_features_count_against_the_tolerance(train_lake, split, tmp
 def test_pack_reads_each_feature_file_once(train_lake, split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug pinned: feature files decompressed once per annotation (or per set) instead of once per image."""
     opened: list[str] = []
-    real_load = np.load
+    real_load = features_mod.load_npz
 
-    def counting_load(file, *args, **kwargs):
-        opened.append(os.fspath(file) if not isinstance(file, io.IOBase) else "<stream>")
-        return real_load(file, *args, **kwargs)
+    def counting_load(path):
+        opened.append(os.fspath(path))
+        return real_load(path)
 
-    monkeypatch.setattr(features_mod.np, "load", counting_load)
+    monkeypatch.setattr(features_mod, "load_npz", counting_load)
     packed = _pack(split, train_lake, tmp_path / "work", FeatureCache(tmp_path / "cache"))
     assert len(opened) == len(set(opened)) == packed.info["images"] == packed.rows["feature_uri"].n_unique()
+
+
+def test_load_npz_reads_what_np_load_reads(tmp_path: Path) -> None:
+    """Bug pinned: the fast npz reader disagreeing with numpy on pyspacer's files or unusual arrays."""
+    features = ImageFeatures.make_random([1, 2, 3, 2], 16)
+    features.store(DataLocation("filesystem", str(tmp_path / "spacer.npz")))
+    np.savez(tmp_path / "odd.npz", fortran=np.asfortranarray(np.arange(12.0).reshape(3, 4)), scalar=np.int32(7),
+             empty=np.zeros((0, 5), np.float32), names=np.array(["a", "bc"]))
+    for name in ("spacer.npz", "odd.npz"):
+        ours = features_mod.load_npz(tmp_path / name)
+        with np.load(tmp_path / name) as expected:
+            assert sorted(ours) == sorted(expected.files)
+            for key in expected.files:
+                assert ours[key].dtype == expected[key].dtype and ours[key].shape == expected[key].shape
+                np.testing.assert_array_equal(ours[key], expected[key])
+
+
+def test_bit_flip_in_a_feature_file_is_caught(train_lake, split, uris, tmp_path: Path) -> None:
+    """Bug pinned: a damaged feature file that still inflates being packed with wrong vectors (CRC-32 check)."""
+    cache = FeatureCache(tmp_path / "cache")
+    bad = cache.path_for(uris[2])
+    bad.parent.mkdir(parents=True)
+    data = bytearray(Path(uris[2]).read_bytes())
+    data[len(data) // 3] ^= 0x01
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FeatureError, match="corrupt or truncated") as info:
+        _pack(split, train_lake, tmp_path / "work", cache)
+    assert uris[2] in str(info.value)

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mermaid_train.errors import TrainConfigError, TrainDataError
-from mermaid_train.trainer import InPlaceAdam, PackedLabels, PackedTrainer, packed_task_labels, train
+from mermaid_train.trainer import (
+    InPlaceAdam,
+    PackedLabels,
+    PackedTrainer,
+    _name_classes,
+    packed_task_labels,
+    train,
+)
+from sklearn.linear_model import SGDClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
 from spacer.data_classes import DataLocation, ImageLabels, ValResults
@@ -60,6 +68,27 @@ def test_in_place_adam_gives_sklearns_weights_bit_for_bit() -> None:
     for u, w in zip(a.coefs_ + a.intercepts_ + a._optimizer.ms + a._optimizer.vs,
                     b.coefs_ + b.intercepts_ + b._optimizer.ms + b._optimizer.vs):
         assert u.dtype == w.dtype == np.float32 and np.array_equal(u, w)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MLPClassifier(hidden_layer_sizes=(20,), random_state=np.random.RandomState(0)),
+    lambda: SGDClassifier(loss="log_loss", average=True, random_state=0),
+])
+def test_training_on_class_indices_equals_training_on_names(make) -> None:
+    """Bug pinned: the index-label shortcut changing the model (columns must map to the sorted names)."""
+    rng = np.random.default_rng(1)
+    names = np.array(["a::", "b::x", "c::", "d::y"])
+    x = rng.standard_normal((400, 12)).astype(np.float32)
+    codes = rng.integers(0, 4, 400)
+    by_name, by_code = make(), make()
+    for start in range(0, 400, 100):
+        part = slice(start, start + 100)
+        by_name.partial_fit(x[part], names[codes[part]], classes=names)
+        by_code.partial_fit(x[part], codes[part], classes=np.arange(4))
+    _name_classes(by_code, names)
+    assert by_code.classes_.tolist() == by_name.classes_.tolist() == names.tolist()
+    np.testing.assert_array_equal(by_code.predict_proba(x), by_name.predict_proba(x))
+    assert (by_code.predict(x) == by_name.predict(x)).all()
 
 
 def test_packed_labels_satisfy_pyspacer_preprocessing(packed) -> None:

@@ -77,6 +77,7 @@ from mermaid_train.split import SPLITS
 TRAINERS = ("packed", "minibatch")
 CLF_TYPES = tuple(config.CLASSIFIER_TYPES)  # ("LR", "MLP")
 _EVAL_CHUNK = 16_384
+_MAPPED_BUDGET = 2 << 30  # bytes of packed features that may stay mapped (in RSS) while training
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -154,10 +155,12 @@ def _gather(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
 def _release(x: np.ndarray) -> None:
     """Drop the mapped feature pages from this process's RSS (the page cache keeps them).
 
-    Random row gathers from a memmap map whole fault-around windows (64 KiB per 5 KiB row), so without
-    this a 1M-point epoch maps the entire file into the process's RSS.
+    Random row gathers from a memmap map whole fault-around windows (64 KiB per 5 KiB row), so an epoch
+    maps the entire file into the process's RSS. Up to ``_MAPPED_BUDGET`` that is fine (and re-faulting
+    pages after every batch would cost ~15% of an epoch); above it, pages are dropped after each batch.
     """
-    _advise(x, "MADV_DONTNEED")
+    if x.nbytes > _MAPPED_BUDGET:
+        _advise(x, "MADV_DONTNEED")
 
 
 def _advise(x: np.ndarray, advice: str) -> None:
@@ -290,11 +293,14 @@ class PackedTrainer(ClassifierTrainer):
         _advise(packed.x, "MADV_RANDOM")  # no read-ahead: batches are random rows
         refx = _gather(packed.x, ref_idx)
         _release(packed.x)
-        refy = _class_array(packed)[packed.y[ref_idx]]
-        labels = _class_array(packed)
+        names = _class_array(packed)
+        # Train on class indices (sorted like the names, so the one-hot columns and hence the weights
+        # are the same as with string labels) and name the classes afterwards: sklearn sorts the
+        # labels of every batch, which is slow for 70-character strings.
+        class_codes = np.searchsorted(names, np.asarray(classes, dtype=str)).astype(np.int64)
+        refy = packed.y[ref_idx].astype(np.int64)
         rng_state = np.random.RandomState(self.seed)
         clf = self._classifier(len(train_idx), clf_type, rng_state)
-        class_list = np.asarray(classes, dtype=str)
         ref_accs: list[float] = []
         epoch_seconds: list[float] = []
         with self.progress.task(f"train {clf_type} ({len(train_idx):,} points, {len(classes)} classes)",
@@ -303,10 +309,11 @@ class PackedTrainer(ClassifierTrainer):
                 started = time.perf_counter()
                 order = np.random.default_rng([self.seed, epoch]).permutation(train_idx)
                 for start in range(0, len(order), self.batch_size):
-                    chunk = order[start:start + self.batch_size]
+                    # a batch's rows in file order (sequential reads); partial_fit shuffles within it
+                    chunk = np.sort(order[start:start + self.batch_size])
                     batch = _gather(packed.x, chunk)
-                    _release(packed.x)  # bounds RSS: at most one batch of mapped pages at a time
-                    clf.partial_fit(batch, labels[packed.y[chunk]], classes=class_list)
+                    _release(packed.x)  # bounds RSS on big packs: one batch of mapped pages at a time
+                    clf.partial_fit(batch, packed.y[chunk].astype(np.int64), classes=class_codes)
                     _use_in_place_adam(clf)
                 ref_accs.append(float(np.mean(clf.predict(refx) == refy)))
                 epoch_seconds.append(time.perf_counter() - started)
@@ -314,8 +321,9 @@ class PackedTrainer(ClassifierTrainer):
         if isinstance(clf, MLPClassifier):
             clf.random_state = self.seed  # a plain int in the stored model, not the generator
             _restore_adam(clf)  # the stored model holds sklearn's own optimizer class
+        _name_classes(clf, names)
         calibrated = CalibratedClassifierCV(clf, cv="prefit")
-        calibrated.fit(refx, refy)
+        calibrated.fit(refx, names[refy])
         return calibrated, ref_accs, epoch_seconds
 
 
@@ -331,26 +339,41 @@ class InPlaceAdam(AdamOptimizer):
 
     def update_params(self, params, grads):
         self.t += 1
-        b1, b2 = self.beta_1, self.beta_2
         self.learning_rate = self.learning_rate_init * np.sqrt(1 - self.beta_2**self.t) / (1 - self.beta_1**self.t)
-        neg_lr = -self.learning_rate
         scratch = self.__dict__.setdefault("_scratch", {})
+        coefficients = (self.beta_1, self.beta_2, -self.learning_rate, self.epsilon)
         for i, (param, m, v, grad) in enumerate(zip(params, self.ms, self.vs, grads)):
             if i not in scratch:
-                scratch[i] = (np.empty_like(m), np.empty(m.shape, dtype=np.result_type(m.dtype, neg_lr)))
-            tmp, update = scratch[i]
-            m *= b1  # beta_1 * m + (1 - beta_1) * grad
-            np.multiply(grad, 1 - b1, out=tmp)
-            m += tmp
-            v *= b2  # beta_2 * v + (1 - beta_2) * grad**2
-            np.multiply(grad, grad, out=tmp)
-            tmp *= 1 - b2
-            v += tmp
-            np.multiply(m, neg_lr, out=update)  # -learning_rate * m / (sqrt(v) + epsilon)
-            np.sqrt(v, out=tmp)
-            tmp += self.epsilon
-            np.divide(update, tmp, out=update)
-            param += update
+                scratch[i] = (np.empty_like(m), np.empty(m.shape, dtype=np.result_type(m.dtype, coefficients[2])))
+            _adam_step(param, m, v, grad, *scratch[i], coefficients)
+
+
+def _adam_step(param, m, v, grad, tmp, update, coefficients) -> None:
+    """sklearn's Adam update of one parameter array, in place (see ``InPlaceAdam``)."""
+    b1, b2, neg_lr, epsilon = coefficients
+    m *= b1  # beta_1 * m + (1 - beta_1) * grad
+    np.multiply(grad, 1 - b1, out=tmp)
+    m += tmp
+    v *= b2  # beta_2 * v + (1 - beta_2) * grad**2
+    np.multiply(grad, grad, out=tmp)
+    tmp *= 1 - b2
+    v += tmp
+    np.multiply(m, neg_lr, out=update)  # -learning_rate * m / (sqrt(v) + epsilon)
+    np.sqrt(v, out=tmp)
+    tmp += epsilon
+    np.divide(update, tmp, out=update)
+    param += update
+
+
+def _name_classes(clf, names: np.ndarray) -> None:
+    """Turn a classifier fitted on class indices into one fitted on the class names (same columns)."""
+    named = names[np.asarray(clf.classes_, dtype=np.int64)]
+    if np.any(named[1:] <= named[:-1]):  # pragma: no cover - names are sorted and unique
+        raise TrainDataError("class names are not sorted", fix="report this")
+    clf.classes_ = named
+    binarizer = getattr(clf, "_label_binarizer", None)
+    if binarizer is not None:
+        binarizer.classes_ = named
 
 
 def _use_in_place_adam(clf) -> None:
