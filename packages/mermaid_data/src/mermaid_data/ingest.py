@@ -8,17 +8,21 @@ an unchanged source (same fingerprint) writes nothing, so a rerun of a finished 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from itertools import pairwise
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, write_deltalake
 
 from mermaid_data import duck, storage
+from mermaid_data.delta_files import PartitionWriter
 from mermaid_data.errors import SourceFormatError, SourceUnreachableError
 from mermaid_data.lake import Lake, commit_metadata
 from mermaid_data.progress import Progress, SilentProgress
@@ -145,24 +149,36 @@ def ingest(
 
     changed_cn = [s for s, p in zip(cn_sources, report.plan[1 if mermaid_plan else 0:]) if p.action != "unchanged"]
 
-    con = duck.connect()
+    mm_con = duck.connect() if mermaid_plan is not None and mermaid_plan.action != "unchanged" else None
+    cn_con = duck.connect() if changed_cn else None
+    features_pool = ThreadPoolExecutor(1, thread_name_prefix="list-features")
     try:
-        if mermaid_plan is not None and mermaid_plan.action != "unchanged":
-            mermaid.register_raw_view(con, mermaid_plan.uri)
-            with progress.task("mermaid: validate"):
-                mermaid.validate(con)
-        if changed_cn:
-            headers = coralnet.read_headers(changed_cn)
-            try:  # binding the view sniffs the files: a ragged line near the top fails here, not at read time
-                coralnet.register_raw_view(con, changed_cn, headers)
-            except duckdb.Error as exc:
-                raise coralnet.explain_csv_error(exc, changed_cn) from exc
+        # ---- stage: read, check and type every changed input once, before any write. The two sites
+        # are independent (one DuckDB connection each), so MERMAID is checked in a second thread.
+        stats: dict[tuple[str, str], tuple[int, int, int]] = {}
+        cn_rows, cn_occurrence = None, None
+        with ThreadPoolExecutor(1, thread_name_prefix="mermaid-check") as pool:
+            mm_future = pool.submit(_stage_mermaid, mm_con, mermaid_plan.uri) if mm_con is not None else None
+            try:
+                if cn_con is not None:
+                    cn_rows, cn_occurrence, cn_stats = _stage_coralnet(cn_con, changed_cn, progress)
+                    stats.update(cn_stats)
+            except BaseException:
+                if mm_future is not None:
+                    mm_future.result()  # a bad MERMAID export is reported first, as the plan lists it first
+                raise
+            if mm_future is not None:
+                with progress.task("mermaid: read and check"):
+                    stats.update(mm_future.result())
 
         if dry_run:
-            _count_planned_rows(con, report, mermaid_plan, changed_cn)
+            for p in report.plan:
+                if p.action != "unchanged":
+                    p.rows = stats.get((p.site, p.source_id), (0, 0, 0))[0]
             return report
 
-        # ---- writes
+        # ---- writes (the feature listing runs meanwhile: it is I/O, the writes are CPU)
+        listings_future = features_pool.submit(_list_features, mermaid_plan, cn_sources, SilentProgress())
         if taxonomy is not None and report.taxonomy_action != "unchanged":
             for spec, table in (
                 (BENTHIC_ATTRIBUTES, taxonomy.benthic_attributes),
@@ -172,21 +188,15 @@ def ingest(
                 _overwrite_table(lake, spec, table.select(spec.schema.names).cast(spec.schema), report, ["taxonomy"])
 
         if mermaid_plan is not None and mermaid_plan.action != "unchanged":
-            stream = con.execute(load_sql("ingest/mermaid_annotations"), {"ingested_at": now})
+            stream = mm_con.execute(load_sql("ingest/mermaid_annotations"), {"ingested_at": now})
             with progress.task("mermaid: write annotations") as task:
-                _replace_partitions(lake, stream, Site.MERMAID, [MERMAID_SOURCE_ID], report, task, known)
+                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], _mermaid_parts(stream), report, task, known)
 
         if changed_cn:
-            try:
-                stream = con.execute(load_sql("ingest/coralnet_annotations"), {"ingested_at": now})
-                with progress.task(f"coralnet: write annotations of {len(changed_cn)} sources") as task:
-                    _replace_partitions(
-                        lake, stream, Site.CORALNET, [s.source_id for s in changed_cn], report, task, known
-                    )
-            except duckdb.Error as exc:
-                raise coralnet.explain_csv_error(exc, changed_cn) from exc
+            parts = _coralnet_parts(cn_rows, cn_occurrence, now)
+            with progress.task(f"coralnet: write annotations of {len(changed_cn)} sources") as task:
+                _replace_annotations(lake, Site.CORALNET, [s.source_id for s in changed_cn], parts, report, task, known)
 
-        stats = _source_stats(lake, [p for p in report.plan if p.action != "unchanged"])
         for p in report.plan:
             prior = known.get((p.site, p.source_id))
             if p.action == "unchanged":
@@ -202,7 +212,9 @@ def ingest(
             p.rows = rows
 
         # ---- features: list each source's own prefix; replace the partitions whose listing changed
-        listings = _list_features(mermaid_plan, cn_sources, progress)
+        listings = listings_future.result()
+        progress.log(f"features: listed {sum(t.num_rows for t in listings.values()):,} feature objects "
+                     f"under {len(listings):,} source prefixes")
         changed_features = []
         for key, table in listings.items():
             fp = _listing_fingerprint(table)
@@ -221,7 +233,10 @@ def ingest(
             table = pa.Table.from_pylist(sorted(merged.values(), key=lambda r: (r["site"], r["source_id"])), schema=SOURCES.schema)
             _overwrite_table(lake, SOURCES, table, report, sorted({k[1] for k in new_source_rows if new_source_rows[k] != known.get(k)}))
     finally:
-        con.close()
+        features_pool.shutdown(wait=True, cancel_futures=True)
+        for con in (mm_con, cn_con):
+            if con is not None:
+                con.close()
 
     report.summary = summarize(lake)
     return report
@@ -258,38 +273,49 @@ def _source_row(site, source_id, root, uri, fp, features_fp, rows, images, dups,
     }
 
 
-def _count_planned_rows(con, report: IngestReport, mermaid_plan, changed_cn) -> None:
-    """Dry run: parse and validate what would be written and count its rows; write nothing."""
-    if mermaid_plan is not None and mermaid_plan.action != "unchanged":
-        mermaid_plan.rows = con.execute("SELECT count(*) FROM mermaid_raw").fetchone()[0]
-    if changed_cn:
-        try:
-            counts = dict(con.execute("SELECT source_id, count(*) FROM coralnet_raw GROUP BY ALL").fetchall())
-        except duckdb.Error as exc:
-            raise coralnet.explain_csv_error(exc, changed_cn) from exc
-        for p in report.plan:
-            if p.site == Site.CORALNET and p.action != "unchanged":
-                p.rows = int(counts.get(p.source_id, 0))
-
-
 def _in_list(values: list[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
-def _counting(reader: pa.RecordBatchReader, task) -> Iterator[pa.RecordBatch]:
-    for batch in reader:
-        task.advance(batch.num_rows)
-        yield batch
-
-
-def _replace_partitions(lake: Lake, cursor, site: str, source_ids: list[str], report, task, known) -> None:
-    """Write the query's rows replacing exactly these sources' partitions, in one Delta commit."""
-    reader = cursor.to_arrow_reader(_BATCH_ROWS)
-    schema = ANNOTATIONS.schema
-    batches = (b.cast(schema) if b.schema != schema else b for b in _counting(reader, task))
-    source = pa.RecordBatchReader.from_batches(schema, batches)
+def _replace_annotations(lake: Lake, site: str, source_ids: list[str], parts, report, task, known) -> None:
+    """Write ``parts`` ((source id, build, rows) per file) replacing exactly these sources' partitions
+    of ``annotations``, in one Delta commit (files encoded in parallel, see delta_files)."""
     removed = sum(int((known.get((site, s)) or {}).get("row_count") or 0) for s in source_ids)
-    _write(lake, ANNOTATIONS, source, source_ids, site, report, removed)
+    exists = lake.delta(ANNOTATIONS.name) is not None
+    writer = PartitionWriter(lake.table_uri(ANNOTATIONS.name), ANNOTATIONS)
+    added = 0
+    try:
+        for source_id, build, rows in parts:
+            writer.submit({"site": str(site), "source_id": source_id}, build)
+            added += rows
+            task.advance(rows)
+        metadata = {**commit_metadata([f"{site}:{s}" for s in source_ids], removed), "mermaid.rows_added": str(added)}
+        writer.commit(
+            replace={"site": [str(site)], "source_id": list(source_ids)} if exists else None,
+            commit_properties=CommitProperties(custom_metadata=metadata),
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    report.versions_written[ANNOTATIONS.name] = lake.delta(ANNOTATIONS.name).version()
+
+
+def _mermaid_parts(cursor) -> Iterator[tuple[str, Callable[[], pa.Table], int]]:
+    """The MERMAID query's rows in files of about ``_BATCH_ROWS`` rows."""
+    schema = ANNOTATIONS.schema
+    reader = cursor.to_arrow_reader(_BATCH_ROWS // 8)
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        pending.append(batch.cast(schema) if batch.schema != schema else batch)
+        size += batch.num_rows
+        if size >= _BATCH_ROWS:
+            table = pa.Table.from_batches(pending, schema)
+            yield MERMAID_SOURCE_ID, (lambda t=table: t), size
+            pending, size = [], 0
+    if pending:
+        table = pa.Table.from_batches(pending, schema)
+        yield MERMAID_SOURCE_ID, (lambda t=table: t), size
 
 
 def _write(lake: Lake, spec: TableSpec, data, source_ids: list[str], site: str, report, removed: int = 0) -> None:
@@ -321,23 +347,139 @@ def _overwrite_table(lake: Lake, spec: TableSpec, table: pa.Table, report, sourc
     report.versions_written[spec.name] = lake.delta(spec.name).version()
 
 
-def _source_stats(lake: Lake, plans: list[SourcePlan]) -> dict[tuple[str, str], tuple[int, int, int]]:
-    if not plans or lake.delta(ANNOTATIONS.name) is None:
-        return {}
-    con = lake.connect()
-    try:
-        rows = con.execute(
-            """
-            SELECT site, source_id, count(*), count(DISTINCT image_id), count(*) FILTER (WHERE occurrence > 1)
-            FROM annotations_stored
-            WHERE (site, source_id) IN (SELECT UNNEST(?), UNNEST(?))
-            GROUP BY ALL
-            """,
-            [[str(p.site) for p in plans], [p.source_id for p in plans]],
-        ).fetchall()
-    finally:
-        con.close()
-    return {(r[0], r[1]): (int(r[2]), int(r[3]), int(r[4])) for r in rows}
+def _stage_mermaid(con: duckdb.DuckDBPyConnection, uri: str) -> dict[tuple[str, str], tuple[int, int, int]]:
+    mermaid.register_raw_view(con, uri)
+    _number_duplicates(con, "mermaid", mermaid.check(con))
+    return _stage_stats(con, "mermaid")
+
+
+def _stage_coralnet(con: duckdb.DuckDBPyConnection, sources, progress) -> tuple[pa.Table, np.ndarray, dict]:
+    """CoralNet rows, their occurrence numbers and per-source stats, all before any write.
+
+    CoralNet's part of ingest runs on Arrow arrays rather than SQL, for speed: parsing is the fast
+    path of ``coralnet.read_rows``, duplicate points are found with one sort of 64-bit point hashes
+    (only candidates go through the window of sql/ingest/coralnet_occurrence.sql), and the rows
+    handed to the Delta writer are built with Arrow casts (``_coralnet_table``).
+    """
+    headers = coralnet.read_headers(sources)
+    with progress.task(f"coralnet: read and check {len(sources)} sources"):
+        rows = coralnet.read_rows(con, sources, headers)
+        cols = {name: rows.column(name).to_numpy() for name in ("source_key", "image_id", "row", "col")}
+        occurrence = np.ones(rows.num_rows, dtype=np.int32)
+        candidates = _candidate_duplicates(cols)
+        if candidates.size:
+            con.register("occurrence_candidates", pa.table({
+                "row_index": pa.array(candidates, pa.int64()),
+                **{name: rows.column(name).take(pa.array(candidates)) for name in rows.column_names},
+            }))
+            numbered = con.execute(load_sql("ingest/coralnet_occurrence")).to_arrow_table()
+            con.unregister("occurrence_candidates")
+            occurrence[numbered.column("row_index").to_numpy()] = numbered.column("occurrence").to_numpy()
+        con.register("coralnet_rows", pa.table({"source_key": rows.column("source_key"),
+                                                "image_id": rows.column("image_id"),
+                                                "occurrence": pa.array(occurrence)}))
+        stats = {(Site.CORALNET.value, r[0]): (int(r[1]), int(r[2]), int(r[3]))
+                 for r in con.execute(load_sql("ingest/coralnet_stats")).fetchall()}
+        con.unregister("coralnet_rows")
+    return rows, occurrence, stats
+
+
+def _candidate_duplicates(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Row indices that may be duplicate points, found source by source (rows come grouped by source;
+    small sorts are cache-friendly, and numpy sorts in parallel threads)."""
+    keys = cols["source_key"]
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
+
+    def one(span: tuple[int, int]) -> np.ndarray:
+        a, b = span
+        if b - a < 2:
+            return np.empty(0, dtype=np.int64)
+        part = slice(a, b)
+        return a + _repeated_points(_point_hash(keys[part], cols["image_id"][part], cols["row"][part], cols["col"][part]))
+
+    with ThreadPoolExecutor(2, thread_name_prefix="duplicates") as pool:
+        found = list(pool.map(one, pairwise(bounds)))
+    return np.concatenate([np.empty(0, dtype=np.int64), *found]).astype(np.int64)
+
+
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def _point_hash(source_key: np.ndarray, image_id: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per point (source, image, row, col): equal points hash equally (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        h = image_id.astype(np.uint64) * _MIX[0]
+        h ^= ((row.astype(np.uint64) << np.uint64(16)) | col.astype(np.uint64)) * _MIX[1]
+        h ^= source_key.astype(np.uint64) * _MIX[2]
+        h ^= h >> np.uint64(29)
+        h *= _MIX[0]
+        h ^= h >> np.uint64(32)
+    return h
+
+
+def _repeated_points(hashes: np.ndarray) -> np.ndarray:
+    """Indices of the rows whose hash occurs more than once (candidate duplicate points), ascending."""
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if repeated.size == 0:
+        return np.empty(0, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(repeated, hashes), repeated.size - 1)
+    return np.flatnonzero(repeated[pos] == hashes)
+
+
+def _coralnet_parts(rows: pa.Table, occurrence: np.ndarray, ingested_at: datetime) -> Iterator[tuple[str, Callable[[], pa.Table], int]]:
+    """The CoralNet rows as one file per source (rows come grouped by source), split at ``_BATCH_ROWS``.
+    Each file's table is built by the writer's thread (``_coralnet_table``)."""
+    keys = rows.column("source_key").to_numpy()
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
+    for first, end in pairwise(bounds):
+        for start in range(first, end, _BATCH_ROWS):
+            n = min(_BATCH_ROWS, end - start)
+            yield str(int(keys[first])), partial(_coralnet_table, rows.slice(start, n), occurrence[start:start + n], ingested_at), n
+
+
+def _coralnet_table(part: pa.Table, occurrence: np.ndarray, ingested_at: datetime) -> pa.Table:
+    """CoralNet rows of one source in the stored ``annotations`` shape (the partition columns left out:
+    they are in the file's path). BA/GF stay NULL: CoralNet labels are mapped in the
+    ``annotations_mapped`` view, so a new mapping never needs a re-ingest."""
+    schema = ANNOTATIONS.schema
+    n = part.num_rows
+    text_null = pa.nulls(n, pa.string())
+    return pa.table(
+        {
+            "image_id": pc.cast(part.column("image_id"), pa.string()),
+            "row": pc.cast(part.column("row"), pa.int32()),
+            "col": pc.cast(part.column("col"), pa.int32()),
+            "label_id": pc.cast(part.column("label_id"), pa.int64()),
+            "benthic_attribute_id": text_null,
+            "growth_form_id": text_null,
+            "annotation_id": text_null,
+            "occurrence": pa.array(occurrence, pa.int32()),
+            "updated_on": pa.nulls(n, schema.field("updated_on").type),
+            "ingested_at": pa.repeat(pa.scalar(ingested_at, schema.field("ingested_at").type), n),
+        }
+    )
+
+
+def _number_duplicates(con: duckdb.DuckDBPyConnection, site: str, hashes: np.ndarray) -> None:
+    """Fill table ``occurrence_<site>``: occurrence numbers of the rows that may be duplicate points.
+
+    Numbering every row with a window over (image, row, col) sorts all rows by a wide key; instead
+    one numpy sort of the 64-bit point hashes finds the few hashes that repeat, and only those rows go
+    through the window (sql/ingest/<site>_occurrence.sql). Every other row has occurrence 1.
+    """
+    hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    con.register("repeated_hashes_arrow", pa.table({"point_hash": pa.array(repeated, pa.uint64())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE repeated_hashes AS SELECT point_hash FROM repeated_hashes_arrow")
+    con.unregister("repeated_hashes_arrow")
+    con.execute(load_sql(f"ingest/{site}_occurrence"))
+
+
+def _stage_stats(con: duckdb.DuckDBPyConnection, site: str) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Rows, images and duplicate points per staged source (sql/ingest/<site>_stats.sql)."""
+    rows = con.execute(load_sql(f"ingest/{site}_stats")).fetchall()
+    return {(site, r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
 
 def _list_features(mermaid_plan, cn_sources, progress) -> dict[tuple[str, str], pa.Table]:

@@ -205,7 +205,7 @@ class Lake:
                         "version": int(entry["version"]),
                         "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
                         "operation": entry.get("operation", ""),
-                        "rows_added": int(metrics.get("num_added_rows", 0) or 0),
+                        "rows_added": int(entry.get("mermaid.rows_added") or metrics.get("num_added_rows", 0) or 0),
                         "rows_removed": int(entry.get("mermaid.rows_removed", 0) or 0),
                         "sources": entry.get("mermaid.sources", ""),
                     }
@@ -239,9 +239,9 @@ def _create_scan_view(
     file_list = "[" + ", ".join(_quote(f) for f in files) + "]"
     if spec.partition_by:
         hive_types = ", ".join(f"'{c}': VARCHAR" for c in spec.partition_by)
-        options = f"hive_partitioning = true, hive_types = {{{hive_types}}}, union_by_name = true"
+        options = f"hive_partitioning = true, hive_types = {{{hive_types}}}"
     else:
-        options = "hive_partitioning = false, union_by_name = true"
+        options = "hive_partitioning = false"
     con.execute(f"CREATE VIEW {view} AS SELECT {columns} FROM read_parquet({file_list}, {options})")
 
 

@@ -16,6 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from mermaid_data import storage
 from mermaid_data.errors import ConfigError, SourceFormatError
@@ -143,12 +147,12 @@ def register_raw_view(
         groups[headers[source.source_id]].append(source)
     lookup = [(_file_uri(s), s.source_id) for s in sources]
     con.execute("CREATE OR REPLACE TEMP TABLE coralnet_files (filename VARCHAR, source_id VARCHAR)")
-    con.executemany("INSERT INTO coralnet_files VALUES (?, ?)", lookup)
+    if lookup:
+        con.executemany("INSERT INTO coralnet_files VALUES (?, ?)", lookup)
     parts = []
     for header, members in groups.items():
         where = _file_uri(members[0])
         cols = match_columns(list(header), REQUIRED, where=where, fix=FIX)
-        by_actual = {actual: canonical for canonical, actual in cols.items()}
         spec = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in header) + "}"
         files = "[" + ", ".join(_lit(_file_uri(s)) for s in members) + "]"
         selects = ", ".join(
@@ -161,13 +165,89 @@ def register_raw_view(
             f"nullstr = {_lit(_NO_NULLS)}, filename = true, delim = ',', quote = '\"', escape = '\"')"
         )
     union = " UNION ALL ".join(parts) if parts else (
-        "SELECT NULL::UBIGINT image_id, NULL::USMALLINT row, NULL::USMALLINT col, NULL::UBIGINT label_id, "
+        "SELECT NULL::UBIGINT image_id, NULL::USMALLINT \"row\", NULL::USMALLINT col, NULL::UBIGINT label_id, "
         "NULL::VARCHAR filename WHERE false"
     )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW coralnet_raw AS "
         f"SELECT f.source_id, r.image_id, r.\"row\", r.col, r.label_id FROM ({union}) AS r "
         "JOIN coralnet_files AS f USING (filename)"
+    )
+
+
+def read_rows(con: duckdb.DuckDBPyConnection, sources: list[CoralNetSource], headers: dict[str, tuple[str, ...]]) -> pa.Table:
+    """Every source's rows (source_key, image_id, row, col, label_id), typed and range-checked.
+
+    Fast path: Arrow's CSV reader with typed columns, one file per task. It accepts a subset of what
+    the strict reader accepts (digits with surrounding spaces; never '82.5', '1e3', '8_2' or an empty
+    value) with the same values; the one thing it accepts that the strict reader does not, hex like
+    '0x52', is ruled out by sending any file containing '0x' to the strict path. Every file the fast
+    path rejects, for whatever reason, is read by DuckDB through ``coralnet_raw`` (strict parsing,
+    sql/ingest/coralnet_strict.sql), so a bad value or line raises SourceFormatError naming the file,
+    line and column. Rows come grouped by source.
+    """
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="csv") as pool:
+        tables = list(pool.map(lambda s: _read_fast(s, headers[s.source_id]), sources))
+    slow = [s for s, t in zip(sources, tables) if t is None]
+    if slow:
+        try:
+            register_raw_view(con, slow, headers)
+            strict = con.execute(load_sql("ingest/coralnet_strict")).to_arrow_table()
+        except duckdb.Error as exc:
+            raise explain_csv_error(exc, slow) from exc
+        tables.append(strict.cast(_FAST_SCHEMA))
+    return pa.concat_tables([t for t in tables if t is not None] or [_FAST_SCHEMA.empty_table()])
+
+
+_FAST_SCHEMA = pa.schema([("source_key", pa.uint64()), ("image_id", pa.uint64()), ("row", pa.uint16()),
+                          ("col", pa.uint16()), ("label_id", pa.uint64())])
+
+
+def _may_hold_hex(data: bytes) -> bool:
+    """Whether '0x' or '0X' occurs anywhere (a single-byte search first: ``b"0x" in data`` is slow)."""
+    if b"x" not in data and b"X" not in data:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    after_zero = raw[1:][raw[:-1] == ord("0")]
+    return bool(np.any((after_zero == ord("x")) | (after_zero == ord("X"))))
+
+
+def _read_fast(source: CoralNetSource, header: tuple[str, ...]) -> pa.Table | None:
+    """The source's four columns read by Arrow, or None when the strict path must read the file."""
+    cols = match_columns(list(header), REQUIRED, where=_file_uri(source), fix=FIX)
+    try:
+        data = storage.read_bytes(source.annotations_uri)
+    except FileNotFoundError:
+        return None  # the strict path reports it
+    if _may_hold_hex(data):
+        return None
+    names = [cols[c] for c in REQUIRED]
+    if len(set(names)) != len(names) or len(set(header)) != len(header):
+        return None
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=names,
+                column_types={cols[c]: _FAST_SCHEMA.field(c).type for c in REQUIRED},
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    if table.column_names != names:
+        return None
+    for c in ("image_id", "label_id"):
+        top = pc.max(table.column(cols[c])).as_py()
+        if top is not None and top > LIMITS[c][0]:
+            return None
+    key = pa.array(np.full(table.num_rows, int(source.source_id), dtype=np.uint64))
+    return pa.Table.from_arrays(
+        [key, *(table.column(cols[c]).combine_chunks() for c in REQUIRED)], schema=_FAST_SCHEMA
     )
 
 

@@ -16,6 +16,7 @@ import fnmatch
 import hashlib
 
 import duckdb
+import numpy as np
 
 from mermaid_data import storage
 from mermaid_data.errors import SourceFormatError
@@ -96,6 +97,24 @@ def register_raw_view(con: duckdb.DuckDBPyConnection, uri: str) -> None:
         f"CREATE OR REPLACE TEMP VIEW mermaid_raw AS SELECT {selects}, {updated} AS updated_on, "
         f"file_row_number, filename FROM {_scan(uri)}"
     )
+
+
+def check(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """Check every value of ``mermaid_raw`` (sql/ingest/mermaid_check.sql); return each row's point hash.
+
+    A bad value anywhere raises SourceFormatError naming the first bad row of its kind. (The check is
+    an aggregate and the hashes a separate narrow fetch: DuckDB runs both in parallel, while fetching
+    the flag per row would not be.)
+    """
+    con.execute(load_sql("ingest/mermaid_macros"))
+    bad = con.execute(load_sql("ingest/mermaid_check")).fetchone()[0]
+    if bad:
+        validate(con)  # error path only: names the file, row and column
+        raise SourceFormatError(  # pragma: no cover - mermaid_check and mermaid_validate test the same
+            "a row has a bad value", where="MERMAID export", fix=FIX
+        )
+    hashes = con.execute('SELECT mermaid_point_hash(image_id, "row", col) AS h FROM mermaid_raw').fetchnumpy()["h"]
+    return np.asarray(hashes, dtype=np.uint64)
 
 
 def validate(con: duckdb.DuckDBPyConnection) -> None:
