@@ -1,9 +1,8 @@
 -- MERMAID rows in the stored `annotations` shape (view `mermaid_raw`, checked by mermaid_check.sql),
 -- with the occurrence numbers of duplicate points (mermaid_occurrence.sql; 1 for every other row).
--- A missing growth form (NULL, '', 'None') becomes ''; ids are stored lower-case.
+-- A missing growth form (NULL, '', 'None') becomes ''; ids are stored lower-case. The partition
+-- columns (site 'mermaid', source_id 'mermaid') are not here: they are in the files' path.
 SELECT
-    'mermaid' AS site,
-    'mermaid' AS source_id,
     CAST(r.image_id AS VARCHAR) AS image_id,
     CAST(r."row" AS INTEGER) AS "row",
     CAST(r.col AS INTEGER) AS col,

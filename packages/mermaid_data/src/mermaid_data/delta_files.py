@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -54,6 +55,35 @@ class PartitionWriter:
         while len(self._pending) >= _MAX_PENDING:
             self._done.append(self._pending.popleft().result())
         self._pending.append(self._pool.submit(self._write_one, dict(partition), build))
+
+    def copy_from_duckdb(self, con, query: str, params: dict, partition: dict[str, str]) -> int:
+        """Write ``query``'s rows (the spec's data columns, no partition columns) as files of
+        ``partition`` with DuckDB's own parallel Parquet writer (one file per DuckDB thread), straight
+        to the table's storage; return the row count. DuckDB reports each file's size, rows and
+        column statistics (``RETURN_STATS``), so nothing is read back."""
+        folder = f"{self._partition_folder(partition)}/ingest-{uuid.uuid4().hex}"
+        target = str(self.root.join(*folder.split("/")))
+        if not self.root.is_s3:  # DuckDB creates the last folder only
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        rows = con.execute(
+            f"COPY ({query}) TO '{target.replace(chr(39), chr(39) * 2)}' (FORMAT parquet, COMPRESSION "
+            f"{COMPRESSION}, COMPRESSION_LEVEL {COMPRESSION_LEVEL}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+            "PER_THREAD_OUTPUT true, RETURN_STATS true)",
+            params,
+        ).fetchall()
+        total = 0
+        for filename, count, size, _footer, columns, _keys in rows:
+            name = str(filename).rstrip("/").rsplit("/", 1)[-1]
+            self._done.append(AddAction(
+                path=f"{folder}/{name}",
+                size=int(size),
+                partition_values={column: partition[column] for column in self.partition_by},
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=json.dumps(_duckdb_stats(columns, int(count), self.data_schema), separators=(",", ":")),
+            ))
+            total += int(count)
+        return total
 
     def commit(self, *, replace: dict[str, list[str]] | None, commit_properties: CommitProperties) -> None:
         """Record every submitted file in one commit, replacing the partitions in ``replace``.
@@ -97,6 +127,9 @@ class PartitionWriter:
         """Stop the workers (files already written stay unreferenced until ``vacuum``)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _partition_folder(self, partition: dict[str, str]) -> str:
+        return "/".join(f"{column}={quote(partition[column], safe='')}" for column in self.partition_by)
+
     def _write_one(self, partition: dict[str, str], build: Callable[[], pa.Table]) -> AddAction:
         table = build().select(self.data_schema.names).cast(self.data_schema)
         sink = pa.BufferOutputStream()
@@ -110,7 +143,7 @@ class PartitionWriter:
             write_statistics=True,
         )
         data = sink.getvalue()
-        folder = "/".join(f"{column}={quote(partition[column], safe='')}" for column in self.partition_by)
+        folder = self._partition_folder(partition)
         relative = f"{folder}/part-{uuid.uuid4().hex}.{COMPRESSION}.parquet" if folder else f"part-{uuid.uuid4().hex}.parquet"
         storage.write_bytes(self.root.join(*relative.split("/")), data.to_pybytes())
         stats = file_stats(pq.read_metadata(pa.BufferReader(data)), table.num_rows)
@@ -142,4 +175,22 @@ def file_stats(metadata: pq.FileMetaData, num_rows: int) -> dict:
         if len(bounded) == len(groups) and bounded:
             mins[field.name] = min(s.min for s in bounded)
             maxs[field.name] = max(s.max for s in bounded)
+    return {"numRecords": num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+
+
+def _duckdb_stats(columns: dict, num_rows: int, schema: pa.Schema) -> dict:
+    """Delta's per-file statistics from DuckDB's ``RETURN_STATS``: row count, null counts and min/max of
+    integer columns (DuckDB may shorten string bounds, so strings and timestamps are left out)."""
+    mins: dict = {}
+    maxs: dict = {}
+    nulls: dict = {}
+    for field in schema:
+        stats = columns.get(f'"{field.name}"') or columns.get(field.name)
+        if not stats:
+            continue
+        if "null_count" in stats:
+            nulls[field.name] = int(stats["null_count"])
+        if pa.types.is_integer(field.type) and "min" in stats and "max" in stats:
+            mins[field.name] = int(stats["min"])
+            maxs[field.name] = int(stats["max"])
     return {"numRecords": num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}

@@ -188,9 +188,9 @@ def ingest(
                 _overwrite_table(lake, spec, table.select(spec.schema.names).cast(spec.schema), report, ["taxonomy"])
 
         if mermaid_plan is not None and mermaid_plan.action != "unchanged":
-            stream = mm_con.execute(load_sql("ingest/mermaid_annotations"), {"ingested_at": now})
             with progress.task("mermaid: write annotations") as task:
-                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], _mermaid_parts(stream), report, task, known)
+                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], [], report, task, known, duckdb_copy=(
+                    mm_con, load_sql("ingest/mermaid_annotations"), {"ingested_at": now}))
 
         if changed_cn:
             parts = _coralnet_parts(cn_rows, cn_occurrence, now)
@@ -277,8 +277,9 @@ def _in_list(values: list[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
-def _replace_annotations(lake: Lake, site: str, source_ids: list[str], parts, report, task, known) -> None:
-    """Write ``parts`` ((source id, build, rows) per file) replacing exactly these sources' partitions
+def _replace_annotations(lake: Lake, site: str, source_ids: list[str], parts, report, task, known, duckdb_copy=None) -> None:
+    """Write ``parts`` ((source id, build, rows) per file) or, for one source, the rows of a DuckDB
+    query (``duckdb_copy`` = connection, query, parameters) replacing exactly these sources' partitions
     of ``annotations``, in one Delta commit (files encoded in parallel, see delta_files)."""
     removed = sum(int((known.get((site, s)) or {}).get("row_count") or 0) for s in source_ids)
     exists = lake.delta(ANNOTATIONS.name) is not None
@@ -287,6 +288,10 @@ def _replace_annotations(lake: Lake, site: str, source_ids: list[str], parts, re
     try:
         for source_id, build, rows in parts:
             writer.submit({"site": str(site), "source_id": source_id}, build)
+            added += rows
+            task.advance(rows)
+        if duckdb_copy is not None:
+            rows = writer.copy_from_duckdb(*duckdb_copy, partition={"site": str(site), "source_id": source_ids[0]})
             added += rows
             task.advance(rows)
         metadata = {**commit_metadata([f"{site}:{s}" for s in source_ids], removed), "mermaid.rows_added": str(added)}
@@ -298,24 +303,6 @@ def _replace_annotations(lake: Lake, site: str, source_ids: list[str], parts, re
         writer.abort()
         raise
     report.versions_written[ANNOTATIONS.name] = lake.delta(ANNOTATIONS.name).version()
-
-
-def _mermaid_parts(cursor) -> Iterator[tuple[str, Callable[[], pa.Table], int]]:
-    """The MERMAID query's rows in files of about ``_BATCH_ROWS`` rows."""
-    schema = ANNOTATIONS.schema
-    reader = cursor.to_arrow_reader(_BATCH_ROWS // 8)
-    pending: list[pa.RecordBatch] = []
-    size = 0
-    for batch in reader:
-        pending.append(batch.cast(schema) if batch.schema != schema else batch)
-        size += batch.num_rows
-        if size >= _BATCH_ROWS:
-            table = pa.Table.from_batches(pending, schema)
-            yield MERMAID_SOURCE_ID, (lambda t=table: t), size
-            pending, size = [], 0
-    if pending:
-        table = pa.Table.from_batches(pending, schema)
-        yield MERMAID_SOURCE_ID, (lambda t=table: t), size
 
 
 def _write(lake: Lake, spec: TableSpec, data, source_ids: list[str], site: str, report, removed: int = 0) -> None:

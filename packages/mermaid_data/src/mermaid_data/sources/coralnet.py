@@ -208,8 +208,8 @@ def _may_hold_hex(data: bytes) -> bool:
     if b"x" not in data and b"X" not in data:
         return False
     raw = np.frombuffer(data, dtype=np.uint8)
-    after_zero = raw[1:][raw[:-1] == ord("0")]
-    return bool(np.any((after_zero == ord("x")) | (after_zero == ord("X"))))
+    xs = np.flatnonzero((raw[1:] | 0x20) == ord("x"))  # 'x' or 'X' (no other byte ORs to 'x')
+    return bool(np.any(raw[xs] == ord("0")))
 
 
 def _read_fast(source: CoralNetSource, header: tuple[str, ...]) -> pa.Table | None:
@@ -227,7 +227,7 @@ def _read_fast(source: CoralNetSource, header: tuple[str, ...]) -> pa.Table | No
     try:
         table = pacsv.read_csv(
             pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(use_threads=False),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 20)),
             parse_options=pacsv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False),
             convert_options=pacsv.ConvertOptions(
                 include_columns=names,
@@ -245,7 +245,7 @@ def _read_fast(source: CoralNetSource, header: tuple[str, ...]) -> pa.Table | No
         top = pc.max(table.column(cols[c])).as_py()
         if top is not None and top > LIMITS[c][0]:
             return None
-    key = pa.array(np.full(table.num_rows, int(source.source_id), dtype=np.uint64))
+    key = pa.repeat(pa.scalar(int(source.source_id), pa.uint64()), table.num_rows)
     return pa.Table.from_arrays(
         [key, *(table.column(cols[c]).combine_chunks() for c in REQUIRED)], schema=_FAST_SCHEMA
     )
