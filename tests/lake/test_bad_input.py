@@ -164,6 +164,13 @@ def test_csv_misspelled_column_suggests_the_header(case: Case) -> None:
         ("negative row", "1,10,20,82\n2,-11,21,82\n3,12,22,1\n", 3, "Row", "-11"),
         ("row 70000", "1,10,20,82\n2,11,21,82\n3,70000,22,1\n", 4, "Row", "70000"),
         ("column above 65535", "1,10,65536,82\n", 2, "Column", "65536"),
+        # values Arrow's or DuckDB's own integer parsers accept but a person did not mean as integers
+        ("hex label id", "1,10,20,82\n2,11,21,0x52\n", 3, "Label ID", "0x52"),
+        ("hex row among names with x", "Alex,1,10,20,82\nMax,2,0X1,21,82\n", 3, "Row", "0X1"),
+        ("exponent image id", "1,10,20,82\n1e3,11,21,82\n", 3, "Image ID", "1e3"),
+        ("digit separator", "1,10,20,82\n2,11,21,8_2\n", 3, "Label ID", "8_2"),
+        ("plus sign", "1,10,20,82\n2,+11,21,82\n", 3, "Row", "+11"),
+        ("label id above 2^63-1", "1,10,20,9223372036854775808\n", 2, "Label ID", "9223372036854775808"),
     ],
 )
 def test_csv_bad_value_names_file_line_column(
@@ -171,7 +178,8 @@ def test_csv_bad_value_names_file_line_column(
 ) -> None:
     """Bug pinned: bad CoralNet values silently cast (rounded, wrapped, NULLed) or reported without a place."""
     case.write("2", GOOD_CSV)  # a good new source sharing the header: the bad one must still be named
-    path = case.write("3", "Image ID,Row,Column,Label ID\n" + body)
+    header = "Annotator,Image ID,Row,Column,Label ID\n" if name.endswith("names with x") else "Image ID,Row,Column,Label ID\n"
+    path = case.write("3", header + body)
     check_csv_error(case, path, line=line, column=column, words=(repr(value),))
 
 
