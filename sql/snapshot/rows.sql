@@ -1,4 +1,5 @@
--- The snapshot rows: the limited rows with taxonomy names, in a total order (annotation_id is unique).
+-- The snapshot rows: the limited rows with taxonomy names, in a total order (occurrence numbers the
+-- annotations of one point, so (site, source, image, row, col, occurrence) is unique).
 SELECT
     l.site,
     l.source_id,
@@ -16,4 +17,4 @@ SELECT
 FROM step_limit AS l
 LEFT JOIN benthic_attributes AS b ON b.id = l.benthic_attribute_id
 LEFT JOIN growth_forms AS g ON g.id = l.growth_form_id
-ORDER BY l.site, l.source_id, l.image_id, l."row", l.col, l.annotation_id
+ORDER BY l.site, l.source_id, l.image_id, l."row", l.col, l.occurrence

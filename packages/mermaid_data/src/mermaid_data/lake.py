@@ -152,6 +152,7 @@ class Lake:
                 table = None
             view = "annotations_stored" if name == "annotations" else name
             _create_scan_view(con, view, spec, table)
+        con.execute(load_sql("views/macros"))
         for view in DERIVED_VIEWS:
             con.execute(f"CREATE VIEW {view} AS {load_sql(f'views/{view}')}")
         # `SELECT * FROM snapshot('snap-…')`: a published snapshot's rows by ID.
