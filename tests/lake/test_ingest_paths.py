@@ -55,7 +55,7 @@ def test_strict_csv_reader_stores_what_the_fast_reader_stores(
     demo_sources: DemoSummary, reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bug pinned: Arrow's CSV fast path reading a value, column or duplicate differently from DuckDB's strict reader."""
-    monkeypatch.setattr(coralnet, "_read_fast", lambda source, header: None)  # every file takes the strict path
+    monkeypatch.setattr(coralnet, "_read_fast", lambda source: None)  # every file takes the strict path
     _ingest_demo(demo_sources, tmp_path / "lake")
     rows, sources = _lake_rows(tmp_path / "lake")
     assert rows.equals(reference[0])

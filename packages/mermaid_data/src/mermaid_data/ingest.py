@@ -97,6 +97,11 @@ def ingest(
 
     # ---- plan: fingerprints of everything, so a bad or unreachable input fails before any write
     taxonomy: Taxonomy | None = None
+    # The MERMAID export's content hash runs in the background while the taxonomy is fetched.
+    plan_pool = ThreadPoolExecutor(1, thread_name_prefix="fingerprint")
+    mm_uri = storage.Uri.parse(mermaid_uri) if mermaid_uri else None
+    mm_fingerprint = plan_pool.submit(mermaid.fingerprint, mm_uri) if mm_uri is not None else None
+    plan_pool.shutdown(wait=False)
     if api:
         with progress.task("taxonomy: fetch MERMAID benthic attributes, growth forms, label mappings"):
             taxonomy = fetch_taxonomy(api, timeout_s=settings.network_timeout_s, retries=settings.network_retries)
@@ -108,10 +113,10 @@ def ingest(
         )
 
     mermaid_plan: SourcePlan | None = None
-    if mermaid_uri:
-        uri = storage.Uri.parse(mermaid_uri)
+    if mm_uri is not None:
+        uri = mm_uri
         try:
-            fp = mermaid.fingerprint(uri)
+            fp = mm_fingerprint.result()
         except FileNotFoundError:
             raise SourceUnreachableError(
                 "MERMAID annotations file not found (or no part matches the pattern)",
@@ -348,9 +353,8 @@ def _stage_coralnet(con: duckdb.DuckDBPyConnection, sources, progress) -> tuple[
     (only candidates go through the window of sql/ingest/coralnet_occurrence.sql), and the rows
     handed to the Delta writer are built with Arrow casts (``_coralnet_table``).
     """
-    headers = coralnet.read_headers(sources)
     with progress.task(f"coralnet: read and check {len(sources)} sources"):
-        rows = coralnet.read_rows(con, sources, headers)
+        rows = coralnet.read_rows(con, sources)
         cols = {name: rows.column(name).to_numpy() for name in ("source_key", "image_id", "row", "col")}
         occurrence = np.ones(rows.num_rows, dtype=np.int32)
         candidates = _candidate_duplicates(cols)

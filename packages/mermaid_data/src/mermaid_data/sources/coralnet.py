@@ -113,12 +113,19 @@ def read_header(source: CoralNetSource) -> tuple[str, ...]:
         raise SourceFormatError(
             "annotations.csv is missing", where=where, fix="every s<id>/ folder needs an annotations.csv"
         ) from None
-    text = head.decode("utf-8-sig", errors="replace")
-    first = io.StringIO(text).readline().rstrip("\r\n")
-    if not first.strip():
+    header = _parse_header(head)
+    if header is None:
         raise SourceFormatError("the file is empty (no header line)", where=where, row=1, fix=FIX)
+    return header
+
+
+def _parse_header(head: bytes) -> tuple[str, ...] | None:
+    """The names on the first line (BOM stripped), or None for an empty first line."""
     import csv
 
+    first = io.StringIO(head.decode("utf-8-sig", errors="replace")).readline().rstrip("\r\n")
+    if not first.strip():
+        return None
     return tuple(next(csv.reader([first])))
 
 
@@ -175,7 +182,7 @@ def register_raw_view(
     )
 
 
-def read_rows(con: duckdb.DuckDBPyConnection, sources: list[CoralNetSource], headers: dict[str, tuple[str, ...]]) -> pa.Table:
+def read_rows(con: duckdb.DuckDBPyConnection, sources: list[CoralNetSource]) -> pa.Table:
     """Every source's rows (source_key, image_id, row, col, label_id), typed and range-checked.
 
     Fast path: Arrow's CSV reader with typed columns, one file per task. It accepts a subset of what
@@ -187,9 +194,10 @@ def read_rows(con: duckdb.DuckDBPyConnection, sources: list[CoralNetSource], hea
     line and column. Rows come grouped by source.
     """
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="csv") as pool:
-        tables = list(pool.map(lambda s: _read_fast(s, headers[s.source_id]), sources))
+        tables = list(pool.map(_read_fast, sources))
     slow = [s for s, t in zip(sources, tables) if t is None]
     if slow:
+        headers = read_headers(slow)  # an empty file or a missing column fails here, naming the file
         try:
             register_raw_view(con, slow, headers)
             strict = con.execute(load_sql("ingest/coralnet_strict")).to_arrow_table()
@@ -212,15 +220,16 @@ def _may_hold_hex(data: bytes) -> bool:
     return bool(np.any(raw[xs] == ord("0")))
 
 
-def _read_fast(source: CoralNetSource, header: tuple[str, ...]) -> pa.Table | None:
+def _read_fast(source: CoralNetSource) -> pa.Table | None:
     """The source's four columns read by Arrow, or None when the strict path must read the file."""
-    cols = match_columns(list(header), REQUIRED, where=_file_uri(source), fix=FIX)
     try:
         data = storage.read_bytes(source.annotations_uri)
     except FileNotFoundError:
         return None  # the strict path reports it
-    if _may_hold_hex(data):
+    header = _parse_header(data[:_HEADER_BYTES])
+    if header is None or _may_hold_hex(data):
         return None
+    cols = match_columns(list(header), REQUIRED, where=_file_uri(source), fix=FIX)
     names = [cols[c] for c in REQUIRED]
     if len(set(names)) != len(names) or len(set(header)) != len(header):
         return None
