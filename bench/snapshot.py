@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import shutil
@@ -134,12 +133,7 @@ def main() -> None:
     workdir = args.workdir.resolve()
     if args.child:
         child(workdir)
-        # Skip interpreter teardown: after a large create, a native thread pool (DuckDB's or
-        # deltalake's) is sometimes torn down joinable at exit and aborts the process ("terminate
-        # called without an active exception") after the result is printed.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        return
     workdir.mkdir(parents=True, exist_ok=True)
     prepare(workdir, args.annotations, args.seed)
     recipe = write_recipe(workdir, args.seed)

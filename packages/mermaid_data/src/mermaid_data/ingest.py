@@ -255,10 +255,10 @@ def _action(known: dict, site: str, source_id: str, fingerprint: str) -> str:
 
 
 def _known_sources(lake: Lake) -> dict[tuple[str, str], dict]:
-    table = lake.delta(SOURCES.name)
+    table = lake.read(SOURCES.name)
     if table is None:
         return {}
-    rows = table.to_pyarrow_table().to_pylist()
+    rows = table.to_pylist()
     return {(r["site"], r["source_id"]): r for r in rows}
 
 

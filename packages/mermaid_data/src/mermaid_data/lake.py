@@ -135,6 +135,25 @@ class Lake:
                 pinned[name] = max(older)
         return pinned
 
+    def read(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+        """The current rows of table ``name`` (or None if it was never written), read by DuckDB.
+
+        Small tables only (``sources``, ``snapshots``). deltalake's own ``to_pyarrow_table`` leaves a
+        native reader thread behind that sometimes aborts the interpreter at exit ("terminate called
+        without an active exception", exit status 134) after the command has done its work.
+        """
+        table = self.delta(name)
+        if table is None:
+            return None
+        spec = TABLES[name]
+        con = duck.connect(s3=self.uri.is_s3)
+        try:
+            _create_scan_view(con, "t", spec, table)
+            cols = ", ".join(f'"{c}"' for c in (columns or spec.schema.names))
+            return con.execute(f"SELECT {cols} FROM t").to_arrow_table()
+        finally:
+            con.close()
+
     # ---- DuckDB -------------------------------------------------------------------------------
 
     def connect(self, versions: Mapping[str, int] | None = None) -> duckdb.DuckDBPyConnection:

@@ -220,11 +220,11 @@ def _link_or_copy(source: Path, part: Path) -> None:
 
 def feature_uris(lake: Lake, rows: pl.DataFrame) -> pl.DataFrame:
     """``rows`` plus ``feature_uri`` = the source's ``root_uri`` + "/" + ``feature_key`` (null if unknown)."""
-    table = lake.delta("sources")
+    table = lake.read("sources", ["site", "source_id", "root_uri"])
     if table is None:
         sources = pl.DataFrame(schema={"site": pl.String, "source_id": pl.String, "root_uri": pl.String})
     else:
-        sources = pl.from_arrow(table.to_pyarrow_table(columns=["site", "source_id", "root_uri"]))
+        sources = pl.from_arrow(table)
     sources = sources.unique(["site", "source_id"], keep="last").rename({"root_uri": "__root_uri"})
     joined = rows.drop("feature_uri", strict=False).join(
         sources, on=["site", "source_id"], how="left", maintain_order="left")

@@ -346,10 +346,10 @@ def _publish(lake: Lake, scratch: storage.Uri, target: storage.Uri, manifest: di
 
 def _recorded(lake: Lake, snapshot_id: str) -> bool:
     """True if the ``snapshots`` table has a row for ``snapshot_id``."""
-    table = lake.delta(SNAPSHOTS.name)
+    table = lake.read(SNAPSHOTS.name, ["snapshot_id"])
     if table is None:
         return False
-    return snapshot_id in set(table.to_pyarrow_table(columns=["snapshot_id"]).column(0).to_pylist())
+    return snapshot_id in set(table.column(0).to_pylist())
 
 
 def _record(lake: Lake, manifest: dict) -> None:

@@ -62,10 +62,10 @@ def manifest(lake: Lake, snapshot_id: str) -> dict:
 
 def list_snapshots(lake: Lake) -> pl.DataFrame:
     """The ``snapshots`` catalog table, newest first."""
-    table = lake.delta(SNAPSHOTS.name)
+    table = lake.read(SNAPSHOTS.name)
     if table is None:
         return pl.DataFrame(schema={f.name: pl.String for f in SNAPSHOTS.schema})
-    return pl.from_arrow(table.to_pyarrow_table()).sort("created_at", descending=True)
+    return pl.from_arrow(table).sort("created_at", descending=True)
 
 
 def verify(location: str) -> dict:
