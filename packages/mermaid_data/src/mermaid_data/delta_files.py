@@ -85,11 +85,11 @@ class PartitionWriter:
             total += int(count)
         return total
 
-    def commit(self, *, replace: dict[str, list[str]] | None, commit_properties: CommitProperties) -> None:
-        """Record every submitted file in one commit, replacing the partitions in ``replace``.
-
-        ``replace`` maps partition columns to the values whose existing files the commit removes, e.g.
-        ``{"site": ["coralnet"], "source_id": ["23", "24"]}``; None on a new table.
+    def commit(self, table: DeltaTable | None, *, replace: dict[str, list[str]],
+               commit_properties: CommitProperties) -> None:
+        """Record every submitted file in one commit to ``table`` (None: create the table), replacing
+        the partitions in ``replace``: partition columns mapped to the values whose existing files the
+        commit removes, e.g. ``{"site": ["coralnet"], "source_id": ["23", "24"]}``.
         """
         try:
             while self._pending:
@@ -97,11 +97,6 @@ class PartitionWriter:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
         actions = sorted(self._done, key=lambda a: a.path)
-        options = storage.delta_storage_options()
-        try:
-            table = DeltaTable(self.table_uri, storage_options=options)
-        except Exception:  # noqa: BLE001 - deltalake raises TableNotFoundError or plain errors
-            table = None
         if table is None:
             create_table_with_add_actions(
                 self.table_uri,
@@ -109,11 +104,11 @@ class PartitionWriter:
                 actions,
                 mode="error",
                 partition_by=self.partition_by,
-                storage_options=options,
+                storage_options=storage.delta_storage_options(),
                 commit_properties=commit_properties,
             )
             return
-        filters = [(column, "in", list(values)) for column, values in (replace or {}).items()]
+        filters = [(column, "in", list(values)) for column, values in replace.items()]
         table.create_write_transaction(
             actions,
             mode="overwrite" if filters else "append",

@@ -8,7 +8,7 @@ an unchanged source (same fingerprint) writes nothing, so a rerun of a finished 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -194,13 +194,19 @@ def ingest(
 
         if mermaid_plan is not None and mermaid_plan.action != "unchanged":
             with progress.task("mermaid: write annotations") as task:
-                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], [], report, task, known, duckdb_copy=(
-                    mm_con, load_sql("ingest/mermaid_annotations"), {"ingested_at": now}))
+                def fill_mermaid(writer: PartitionWriter) -> int:
+                    rows = writer.copy_from_duckdb(mm_con, load_sql("ingest/mermaid_annotations"), {"ingested_at": now},
+                                                   partition={"site": Site.MERMAID.value, "source_id": MERMAID_SOURCE_ID})
+                    task.advance(rows)
+                    return rows
+
+                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], fill_mermaid, report, known)
 
         if changed_cn:
-            parts = _coralnet_parts(cn_rows, cn_occurrence, now)
             with progress.task(f"coralnet: write annotations of {len(changed_cn)} sources") as task:
-                _replace_annotations(lake, Site.CORALNET, [s.source_id for s in changed_cn], parts, report, task, known)
+                _replace_annotations(lake, Site.CORALNET, [s.source_id for s in changed_cn],
+                                     partial(_submit_coralnet, rows=cn_rows, occurrence=cn_occurrence, ingested_at=now,
+                                             task=task), report, known)
 
         for p in report.plan:
             prior = known.get((p.site, p.source_id))
@@ -282,26 +288,19 @@ def _in_list(values: list[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
-def _replace_annotations(lake: Lake, site: str, source_ids: list[str], parts, report, task, known, duckdb_copy=None) -> None:
-    """Write ``parts`` ((source id, build, rows) per file) or, for one source, the rows of a DuckDB
-    query (``duckdb_copy`` = connection, query, parameters) replacing exactly these sources' partitions
-    of ``annotations``, in one Delta commit (files encoded in parallel, see delta_files)."""
+def _replace_annotations(lake: Lake, site: str, source_ids: list[str], fill: Callable[[PartitionWriter], int],
+                         report, known) -> None:
+    """Replace exactly these sources' partitions of ``annotations`` with the files ``fill`` writes
+    (returning their row count), in one Delta commit (files encoded in parallel, see delta_files)."""
     removed = sum(int((known.get((site, s)) or {}).get("row_count") or 0) for s in source_ids)
-    exists = lake.delta(ANNOTATIONS.name) is not None
+    table = lake.delta(ANNOTATIONS.name)
     writer = PartitionWriter(lake.table_uri(ANNOTATIONS.name), ANNOTATIONS)
-    added = 0
     try:
-        for source_id, build, rows in parts:
-            writer.submit({"site": str(site), "source_id": source_id}, build)
-            added += rows
-            task.advance(rows)
-        if duckdb_copy is not None:
-            rows = writer.copy_from_duckdb(*duckdb_copy, partition={"site": str(site), "source_id": source_ids[0]})
-            added += rows
-            task.advance(rows)
+        added = fill(writer)
         metadata = {**commit_metadata([f"{site}:{s}" for s in source_ids], removed), "mermaid.rows_added": str(added)}
         writer.commit(
-            replace={"site": [str(site)], "source_id": list(source_ids)} if exists else None,
+            table,
+            replace={"site": [str(site)], "source_id": list(source_ids)},
             commit_properties=CommitProperties(custom_metadata=metadata),
         )
     except BaseException:
@@ -375,11 +374,15 @@ def _stage_coralnet(con: duckdb.DuckDBPyConnection, sources, progress) -> tuple[
     return rows, occurrence, stats
 
 
+def _source_spans(keys: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal source keys (rows come grouped by source)."""
+    return list(pairwise([0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]))
+
+
 def _candidate_duplicates(cols: dict[str, np.ndarray]) -> np.ndarray:
-    """Row indices that may be duplicate points, found source by source (rows come grouped by source;
-    small sorts are cache-friendly, and numpy sorts in parallel threads)."""
+    """Row indices that may be duplicate points, found source by source (small sorts are
+    cache-friendly, and numpy sorts in parallel threads)."""
     keys = cols["source_key"]
-    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
 
     def one(span: tuple[int, int]) -> np.ndarray:
         a, b = span
@@ -389,7 +392,7 @@ def _candidate_duplicates(cols: dict[str, np.ndarray]) -> np.ndarray:
         return a + _repeated_points(_point_hash(keys[part], cols["image_id"][part], cols["row"][part], cols["col"][part]))
 
     with ThreadPoolExecutor(2, thread_name_prefix="duplicates") as pool:
-        found = list(pool.map(one, pairwise(bounds)))
+        found = list(pool.map(one, _source_spans(keys)))
     return np.concatenate([np.empty(0, dtype=np.int64), *found]).astype(np.int64)
 
 
@@ -408,25 +411,33 @@ def _point_hash(source_key: np.ndarray, image_id: np.ndarray, row: np.ndarray, c
     return h
 
 
+def _repeated_values(hashes: np.ndarray) -> np.ndarray:
+    """The hash values that occur more than once, sorted and unique (one sort)."""
+    ordered = np.sort(np.asarray(hashes, dtype=np.uint64))
+    return np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+
+
 def _repeated_points(hashes: np.ndarray) -> np.ndarray:
     """Indices of the rows whose hash occurs more than once (candidate duplicate points), ascending."""
-    ordered = np.sort(hashes)
-    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    repeated = _repeated_values(hashes)
     if repeated.size == 0:
         return np.empty(0, dtype=np.int64)
     pos = np.minimum(np.searchsorted(repeated, hashes), repeated.size - 1)
     return np.flatnonzero(repeated[pos] == hashes)
 
 
-def _coralnet_parts(rows: pa.Table, occurrence: np.ndarray, ingested_at: datetime) -> Iterator[tuple[str, Callable[[], pa.Table], int]]:
-    """The CoralNet rows as one file per source (rows come grouped by source), split at ``_BATCH_ROWS``.
-    Each file's table is built by the writer's thread (``_coralnet_table``)."""
+def _submit_coralnet(writer: PartitionWriter, rows: pa.Table, occurrence: np.ndarray, ingested_at: datetime,
+                     task) -> int:
+    """Hand the CoralNet rows to ``writer`` as one file per source, split at ``_BATCH_ROWS``; each file's
+    table is built by the writer's thread (``_coralnet_table``). Returns the number of rows."""
     keys = rows.column("source_key").to_numpy()
-    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
-    for first, end in pairwise(bounds):
+    for first, end in _source_spans(keys):
+        partition = {"site": Site.CORALNET.value, "source_id": str(int(keys[first]))}
         for start in range(first, end, _BATCH_ROWS):
             n = min(_BATCH_ROWS, end - start)
-            yield str(int(keys[first])), partial(_coralnet_table, rows.slice(start, n), occurrence[start:start + n], ingested_at), n
+            writer.submit(partition, partial(_coralnet_table, rows.slice(start, n), occurrence[start:start + n], ingested_at))
+            task.advance(n)
+    return rows.num_rows
 
 
 def _coralnet_table(part: pa.Table, occurrence: np.ndarray, ingested_at: datetime) -> pa.Table:
@@ -459,8 +470,7 @@ def _number_duplicates(con: duckdb.DuckDBPyConnection, site: str, hashes: np.nda
     one numpy sort of the 64-bit point hashes finds the few hashes that repeat, and only those rows go
     through the window (sql/ingest/<site>_occurrence.sql). Every other row has occurrence 1.
     """
-    hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    repeated = _repeated_values(hashes)
     con.register("repeated_hashes_arrow", pa.table({"point_hash": pa.array(repeated, pa.uint64())}))
     con.execute("CREATE OR REPLACE TEMP TABLE repeated_hashes AS SELECT point_hash FROM repeated_hashes_arrow")
     con.unregister("repeated_hashes_arrow")

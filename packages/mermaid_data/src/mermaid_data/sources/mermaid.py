@@ -119,6 +119,7 @@ def check(con: duckdb.DuckDBPyConnection) -> np.ndarray:
 
 def validate(con: duckdb.DuckDBPyConnection) -> None:
     """One pass over ``mermaid_raw``; the first bad row of any kind raises SourceFormatError naming it."""
+    con.execute(load_sql("ingest/mermaid_macros"))
     cursor = con.execute(load_sql("ingest/mermaid_validate"))
     names = [d[0] for d in cursor.description]
     found = cursor.fetchone()
