@@ -124,6 +124,7 @@ def open_pinned(lake: Lake, recipe: Recipe) -> duckdb.DuckDBPyConnection:
     con = lake.connect(recipe.input_versions)
     for name, table in _spec_arrow(recipe).items():
         con.register(name, table)
+    con.execute(f"CREATE TEMP TABLE label_groups AS {load_sql('snapshot/label_groups')}")
     return con
 
 
@@ -245,7 +246,7 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
             con.execute("SET preserve_insertion_order = true")
             sql = shaping_query(load_sql("snapshot/rows"), limit_binds=over_limit > 0)
             con.execute(
-                f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)",
+                f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd)",
                 _params(recipe, quotas if over_limit > 0 else None),
             )
         con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(rows_uri))}')")
@@ -376,7 +377,7 @@ def _stage_summary(counts) -> dict:
     dropped: dict[str, int] = {}
     kept_by_site: dict[str, int] = {}
     total = 0
-    for site, _source, reason, _label, n, _images in counts:
+    for site, _source, reason, _label, n in counts:
         total += n
         if reason is None:
             kept_by_site[site] = kept_by_site.get(site, 0) + n
@@ -424,7 +425,7 @@ def _reports(con, recipe: Recipe, counts, stage) -> dict[str, str]:
         "label_mapping.csv": csv(load_sql("snapshot/report_label_mapping")),
     }
     dropped_rows = pl.DataFrame(
-        [{"source_id": src, "reason": r, "label_id": lab, "annotations": n} for _s, src, r, lab, n, _i in counts],
+        [{"source_id": src, "reason": r, "label_id": lab, "annotations": n} for _s, src, r, lab, n in counts],
         schema={"source_id": pl.String, "reason": pl.String, "label_id": pl.String, "annotations": pl.Int64},
         orient="row",
     )

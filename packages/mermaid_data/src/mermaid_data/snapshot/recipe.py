@@ -29,7 +29,7 @@ STEPS = (
 STEP_VIEWS = ("step_map", "step_sources", "step_drop_growthforms", "step_rollup", "step_labels",
               "step_features", "step_limit")
 NO_LIMIT_STEP = "snapshot/07_no_limit"
-SQL_FILES = (*STEPS, NO_LIMIT_STEP, "snapshot/rows", "snapshot/digest", "views/macros")
+SQL_FILES = ("snapshot/label_groups", *STEPS, NO_LIMIT_STEP, "snapshot/rows", "snapshot/digest", "views/macros")
 
 
 @dataclass(frozen=True)
