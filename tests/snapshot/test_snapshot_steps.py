@@ -188,3 +188,35 @@ def test_limit_selects_the_same_rows_on_every_run(golden_lake: Lake, tmp_path: P
     r = rebuild(golden_lake, sid)
     assert r["identical"] and r["row_count"] == 5
     assert sorted(rows_of(golden_lake, sid)["annotation_id"].to_list()) == first
+
+
+@pytest.mark.parametrize("name", STEP_CASES)
+def test_dry_run_counts_match_create(golden_lake: Lake, name: str) -> None:
+    """Step 6 is counted two ways: a counting pass before writing (--dry-run, the limit, S3 lakes) or,
+    without a limit, from the written rows against the rows that reached it. Both must agree."""
+    _, spec = load_case(name)
+    plan = golden_lake.create_snapshot(spec, dry_run=True)
+    created = golden_lake.create_snapshot(spec)
+    assert plan.snapshot_id == created.snapshot_id
+    assert plan.manifest["stage_counts"] == created.manifest["stage_counts"]
+    assert plan.manifest["row_count"] == created.manifest["row_count"]
+
+
+@pytest.mark.parametrize("limit", [None, 100])
+def test_missing_features_abort_leaves_nothing(golden_lake: Lake, limit: int | None) -> None:
+    """Too many missing features abort with examples whether step 6 was counted before writing (with a
+    limit) or from the written rows (without one); either way no snapshot folder is left behind."""
+    import dataclasses
+
+    from mermaid_data.errors import SnapshotError
+
+    _, spec = load_case("bad_features_abort")
+    spec = dataclasses.replace(spec, annotation_limit=limit)
+    root = Path(golden_lake.uri.key) / "snapshots"
+    before = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    with pytest.raises(SnapshotError) as caught:
+        golden_lake.create_snapshot(spec)
+    assert "2 of 20 annotations (10.0%) have no feature object" in str(caught.value)
+    assert "coralnet/12: s12/features/i1202.featurevector" in str(caught.value)
+    after = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    assert after == before

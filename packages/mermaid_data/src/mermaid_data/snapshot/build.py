@@ -1,7 +1,9 @@
 """Create a snapshot: shape the pinned lake with the SQL steps, write rows + reports + manifest once.
 
-Two passes over the pinned annotations: one counts every (site, source, drop reason), the other writes
-the kept rows sorted by a total order. The digest and reports then read the written Parquet file.
+Steps 1-5 run on the label groups (one row per distinct site, source, label id, BA and GF), so one
+pass over the pinned annotations writes the kept rows sorted by a total order; a counting pass over
+step 6 runs first only when the limit, ``--dry-run`` or an S3 lake needs it. The digest and reports
+then read the written Parquet file.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def _check_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
     if "sources" not in recipe.specs:
         return
     present = {r[0] for r in con.execute(
-        "SELECT DISTINCT source_id FROM annotations_stored WHERE site = 'coralnet'").fetchall()}
+        "SELECT DISTINCT source_id FROM label_groups WHERE site = 'coralnet'").fetchall()}
     missing = [r[0] for r in recipe.specs["sources"].rows if r[0] not in present]
     if missing:
         raise ConfigError(
@@ -210,49 +212,75 @@ def create_snapshot(
 
 def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *, dry_run=False,
           progress: Progress | None = None, publish: bool = True) -> SnapshotResult:
-    """Run the recipe. With ``publish=False`` (rebuild) write to a scratch folder and return its manifest."""
+    """Run the recipe. With ``publish=False`` (rebuild) write to a scratch folder and return its manifest.
+
+    Steps 1-5 are counted on the label groups (cheap). Step 6 is counted in a pass of its own only
+    when something must know its outcome before writing: the limit's quotas, ``--dry-run``, or an S3
+    lake (rows are written in place there, so every check runs first). Otherwise the rows are written
+    at once and step 6's counts are the written rows per source against those that reached it.
+    """
     progress = progress or SilentProgress()
     sid = recipe.snapshot_id
     con = open_pinned(lake, recipe)
     written = False
+    scratch = target
     try:
         _check_sources(con, recipe)
         warnings = _warnings(con, recipe)
-        with progress.task(f"{sid}: count rows per step"):
-            counts = con.execute(shaping_query(load_sql("snapshot/stage_counts"), through=6), _params(recipe)).fetchall()
-        stage = _stage_summary(counts)
-        _check_missing_features(con, recipe, stage)
-        quotas = quotas_for(recipe.options["annotation_limit"], stage["kept_by_site"].get("mermaid", 0),
-                            stage["kept_by_site"].get("coralnet", 0))
-        over_limit = sum(stage["kept_by_site"].values()) - sum(quotas)
-        stage["dropped"]["over_limit"] = over_limit
-        plan = {
-            "snapshot_id": sid,
-            "input_versions": recipe.input_versions,
-            "options": recipe.options,
-            "stage_counts": _stage_table(stage),
-            "row_count": sum(quotas),
-            "warnings": warnings,
-        }
-        if dry_run:
-            return SnapshotResult(sid, False, plan, str(target), dry_run=True, warnings=warnings)
+        groups = con.execute(shaping_query(load_sql("snapshot/group_counts"), through=5), _params(recipe)).fetchall()
+        reached = {(site, src): n for site, src, reason, _label, n in groups if reason is None}
+        counts = [row for row in groups if row[2] is not None]
+        limit = recipe.options["annotation_limit"]
+        feature_pass = dry_run or limit is not None or lake.uri.is_s3
+        quotas = None
+        if feature_pass:
+            with progress.task(f"{sid}: count rows per step"):
+                feature_rows = con.execute(
+                    shaping_query(load_sql("snapshot/feature_counts"), through=6), _params(recipe)).fetchall()
+            counts += [(site, src, reason, None, n) for site, src, reason, n in feature_rows]
+            stage = _stage_summary(counts)
+            _check_missing_features(con, recipe, stage)
+            quotas = quotas_for(limit, stage["kept_by_site"].get("mermaid", 0), stage["kept_by_site"].get("coralnet", 0))
+            stage["dropped"]["over_limit"] = sum(stage["kept_by_site"].values()) - sum(quotas)
+            if dry_run:
+                plan = {
+                    "snapshot_id": sid,
+                    "input_versions": recipe.input_versions,
+                    "options": recipe.options,
+                    "stage_counts": _stage_table(stage),
+                    "row_count": sum(quotas),
+                    "warnings": warnings,
+                }
+                return SnapshotResult(sid, False, plan, str(target), dry_run=True, warnings=warnings)
 
         scratch = _scratch_dir(lake, sid) if publish else target
         rows_uri = scratch.join(ROWS_FILE)
         if not scratch.is_s3:
             Path(scratch.key).mkdir(parents=True, exist_ok=True)
         written = True
-        with progress.task(f"{sid}: write {sum(quotas):,} rows"):
+        limit_binds = quotas is not None and stage["dropped"]["over_limit"] > 0
+        with progress.task(f"{sid}: write rows"):
             con.execute("SET preserve_insertion_order = true")
-            sql = shaping_query(load_sql("snapshot/rows"), limit_binds=over_limit > 0)
-            con.execute(
-                f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd)",
-                _params(recipe, quotas if over_limit > 0 else None),
-            )
+            sql = shaping_query(load_sql("snapshot/rows"), limit_binds=limit_binds)
+            con.execute(f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd)",
+                        _params(recipe, quotas if limit_binds else None))
         con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(rows_uri))}')")
+        after = con.execute(
+            "SELECT site, source_id, count(DISTINCT image_id) AS images_after, count(*) AS annotations_after "
+            "FROM snapshot_rows GROUP BY ALL").to_arrow_table()
+        if not feature_pass:  # step 6 decided exactly: reached it and not written = missing features
+            kept = {(site, src): n for site, src, n in zip(
+                *(after.column(c).to_pylist() for c in ("site", "source_id", "annotations_after")))}
+            for (site, src), n in sorted(reached.items()):
+                counts.append((site, src, None, None, kept.get((site, src), 0)))
+                if n > kept.get((site, src), 0):
+                    counts.append((site, src, "missing_features", None, n - kept.get((site, src), 0)))
+            stage = _stage_summary(counts)
+            stage["dropped"]["over_limit"] = 0
+            _check_missing_features(con, recipe, stage)
         with progress.task(f"{sid}: digest and reports"):
             digest = content_digest(con)
-            reports = _reports(con, recipe, counts, stage)
+            reports = _reports(con, counts, stage, after)
         for file_name, csv_text in reports.items():
             storage.write_bytes(scratch.join(file_name), csv_text.encode())
         files = {name: _sha256_uri(scratch.join(name)) for name in (ROWS_FILE, *REPORTS)}
@@ -282,7 +310,7 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         "content_sha256": digest["content_sha256"],
         "digest_parts": digest["parts"],
         "duplicate_points": int(duplicates),
-        "stage_counts": plan["stage_counts"],
+        "stage_counts": _stage_table(stage),
         "label_counts": label_counts,
         "warnings": warnings,
         "files": files,
@@ -412,7 +440,7 @@ def _check_missing_features(con, recipe: Recipe, stage: dict) -> None:
         )
 
 
-def _reports(con, recipe: Recipe, counts, stage) -> dict[str, str]:
+def _reports(con, counts, stage, after: pa.Table) -> dict[str, str]:
     """The CSV reports written beside the rows (training logs them as run artifacts)."""
     import polars as pl
 
@@ -439,12 +467,9 @@ def _reports(con, recipe: Recipe, counts, stage) -> dict[str, str]:
     # "before" is counted on the pinned annotations: summing the per-reason image counts of `counts`
     # would count an image once per drop reason its rows have.
     before = pl.from_arrow(con.execute(load_sql("snapshot/report_project_before")).to_arrow_table())
-    after = pl.from_arrow(con.execute(
-        "SELECT site, source_id, count(DISTINCT image_id) AS images_after, count(*) AS annotations_after "
-        "FROM snapshot_rows GROUP BY ALL").to_arrow_table())
     stats = (
         before.with_columns(pl.col("images_before").cast(pl.Int64), pl.col("annotations_before").cast(pl.Int64))
-        .join(after, on=["site", "source_id"], how="left")
+        .join(pl.from_arrow(after), on=["site", "source_id"], how="left")
         .with_columns(pl.col("images_after").fill_null(0), pl.col("annotations_after").fill_null(0))
         .sort("site", "source_id")
     )
