@@ -13,6 +13,7 @@ SELECT
     g.growth_form_id,
     a.annotation_id AS stored_annotation_id,
     a.occurrence,
+    a.updated_on,
     CASE WHEN f.image_id IS NULL THEN 'missing_features' END AS drop_reason
 FROM annotations_stored AS a
 JOIN (SELECT * FROM step_labels WHERE drop_reason IS NULL) AS g

@@ -15,7 +15,8 @@ SELECT
     growth_form_name,
     feature_key_of(site, source_id, image_id) AS feature_key,
     annotation_id_of(stored_annotation_id, source_id, image_id, "row", col, occurrence) AS annotation_id,
-    occurrence
+    occurrence,
+    updated_on
 FROM (
     SELECT l.*, b.name AS benthic_attribute_name, coalesce(g.name, '') AS growth_form_name
     FROM step_limit AS l

@@ -35,7 +35,7 @@ REASONS = ("unmapped_label", "mermaid_not_included", "source_not_selected", "lab
            "missing_features", "over_limit")
 ROW_COLUMNS = ["site", "source_id", "image_id", "row", "col", "label_id", "benthic_attribute_id",
                "benthic_attribute_name", "growth_form_id", "growth_form_name", "feature_key", "annotation_id",
-               "occurrence"]
+               "occurrence", "updated_on"]
 
 
 def read_expected(name: str) -> dict[str, tuple[str, str]]:
