@@ -5,15 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-
-
 from mermaid_data.errors import SourceFormatError, SourceUnreachableError
 from mermaid_data.sources.api import (
     BENTHIC_ATTRIBUTES_SCHEMA,

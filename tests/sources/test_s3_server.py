@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
 
 from tests.support.s3 import S3Server
 

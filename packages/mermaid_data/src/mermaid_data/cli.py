@@ -188,7 +188,7 @@ def demo_sources(
 
 snapshot_app = typer.Typer(no_args_is_help=True, help="Versioned training snapshots: create, list, show, diff, verify, rebuild, export.")
 app.add_typer(snapshot_app, name="snapshot")
-CsvOpt = Optional[Path]
+CsvOpt = Optional[Path]  # noqa: UP045 - a runtime alias typer reads
 
 
 @snapshot_app.command("create")
@@ -201,8 +201,8 @@ def snapshot_create(
     rollups: Annotated[CsvOpt, typer.Option("--rollups", help="CSV from_ba_id,from_gf_id,to_ba_id,to_gf_id")] = None,
     include: Annotated[CsvOpt, typer.Option("--include", help="CSV ba_id,gf_id: keep only these (after rollups)")] = None,
     exclude: Annotated[CsvOpt, typer.Option("--exclude", help="CSV ba_id,gf_id: drop these (after rollups)")] = None,
-    annotation_limit: Annotated[Optional[int], typer.Option("--annotation-limit", help="Deterministic limit (half per site)")] = None,
-    missing_features_allowed: Annotated[Optional[float], typer.Option("--missing-features-allowed", help="Percent (default MERMAID_MISSING_FEATURES_ALLOWED)")] = None,
+    annotation_limit: Annotated[int | None, typer.Option("--annotation-limit", help="Deterministic limit (half per site)")] = None,
+    missing_features_allowed: Annotated[float | None, typer.Option("--missing-features-allowed", help="Percent (default MERMAID_MISSING_FEATURES_ALLOWED)")] = None,
     name: Annotated[str, typer.Option(help="A name for people (not part of the ID)")] = "",
     message: Annotated[str, typer.Option(help="A note (not part of the ID)")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and per-step counts; write nothing")] = False,

@@ -14,7 +14,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -303,7 +303,7 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         "snapshot_id": sid,
         "name": name,
         "message": message,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "recipe": recipe.to_manifest(),
         "recipe_sha256": recipe.sha256,
         "row_count": digest["row_count"],

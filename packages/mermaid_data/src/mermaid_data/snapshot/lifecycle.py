@@ -251,5 +251,16 @@ def dumps(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
 
 
-__all__ = ["diff", "export", "list_snapshots", "manifest", "published_ids", "rebuild", "resolve",
-           "vacuum", "verify", "dumps", "duckdb"]
+__all__ = [
+    "diff",
+    "duckdb",
+    "dumps",
+    "export",
+    "list_snapshots",
+    "manifest",
+    "published_ids",
+    "rebuild",
+    "resolve",
+    "vacuum",
+    "verify",
+]
