@@ -220,3 +220,16 @@ def test_missing_features_abort_leaves_nothing(golden_lake: Lake, limit: int | N
     assert "coralnet/12: s12/features/i1202.featurevector" in str(caught.value)
     after = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
     assert after == before
+
+
+def test_limit_one_gives_coralnet_a_zero_quota(golden_lake: Lake) -> None:
+    """Limit 1 with both sites: MERMAID gets the odd row, CoralNet's quota is 0 and it keeps nothing
+    (step 7 finds no cut row for a zero quota; it must not fall back to keeping the whole site)."""
+    import dataclasses
+
+    _, spec = load_case("step_map_only")
+    result = golden_lake.create_snapshot(dataclasses.replace(spec, annotation_limit=1))
+    wanted = md5_choice(read_expected("step_map_only"), {"mermaid": 1, "coralnet": 0})
+    rows = rows_of(golden_lake, result.snapshot_id)
+    assert rows["annotation_id"].to_list() == list(wanted)
+    assert rows["site"].to_list() == ["mermaid"]
