@@ -228,16 +228,13 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         _check_sources(con, recipe)
         warnings = _warnings(con, recipe)
         groups = con.execute(shaping_query(load_sql("snapshot/group_counts"), through=5), _params(recipe)).fetchall()
-        reached = {(site, src): n for site, src, reason, _label, n in groups if reason is None}
-        counts = [row for row in groups if row[2] is not None]
+        counts = [row for row in groups if row[2] is not None]  # (site, source, reason, label, annotations)
         limit = recipe.options["annotation_limit"]
         feature_pass = dry_run or limit is not None or lake.uri.is_s3
         quotas = None
         if feature_pass:
             with progress.task(f"{sid}: count rows per step"):
-                feature_rows = con.execute(
-                    shaping_query(load_sql("snapshot/feature_counts"), through=6), _params(recipe)).fetchall()
-            counts += [(site, src, reason, None, n) for site, src, reason, n in feature_rows]
+                counts += _step6_counted(con, recipe)
             stage = _stage_summary(counts)
             _check_missing_features(con, recipe, stage)
             quotas = quotas_for(limit, stage["kept_by_site"].get("mermaid", 0), stage["kept_by_site"].get("coralnet", 0))
@@ -268,13 +265,8 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         after = con.execute(
             "SELECT site, source_id, count(DISTINCT image_id) AS images_after, count(*) AS annotations_after "
             "FROM snapshot_rows GROUP BY ALL").to_arrow_table()
-        if not feature_pass:  # step 6 decided exactly: reached it and not written = missing features
-            kept = {(site, src): n for site, src, n in zip(
-                *(after.column(c).to_pylist() for c in ("site", "source_id", "annotations_after")))}
-            for (site, src), n in sorted(reached.items()):
-                counts.append((site, src, None, None, kept.get((site, src), 0)))
-                if n > kept.get((site, src), 0):
-                    counts.append((site, src, "missing_features", None, n - kept.get((site, src), 0)))
+        if not feature_pass:
+            counts += _step6_from_written(groups, after)
             stage = _stage_summary(counts)
             stage["dropped"]["over_limit"] = 0
             _check_missing_features(con, recipe, stage)
@@ -399,6 +391,30 @@ def _record(lake: Lake, manifest: dict) -> None:
         storage_options=storage.delta_storage_options(),
         commit_properties=CommitProperties(custom_metadata={"mermaid.sources": manifest["snapshot_id"]}),
     )
+
+
+def _step6_counted(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[tuple]:
+    """Step 6's outcome per (site, source) by a pass of its own: kept (reason NULL) and missing."""
+    rows = con.execute(shaping_query(load_sql("snapshot/feature_counts"), through=6), _params(recipe)).fetchall()
+    return [(site, src, reason, None, n) for site, src, reason, n in rows]
+
+
+def _step6_from_written(groups: list[tuple], after: pa.Table) -> list[tuple]:
+    """Step 6's outcome without a pass of its own (no limit): every annotation that reached it (the
+    label groups steps 1-5 kept) and was not written had no feature object."""
+    reached: dict[tuple[str, str], int] = {}
+    for site, src, reason, _label, n in groups:
+        if reason is None:
+            reached[(site, src)] = reached.get((site, src), 0) + n
+    written = dict(zip(zip(after.column("site").to_pylist(), after.column("source_id").to_pylist()),
+                       after.column("annotations_after").to_pylist()))
+    out = []
+    for (site, src), n in sorted(reached.items()):
+        kept = written.get((site, src), 0)
+        out.append((site, src, None, None, kept))
+        if n > kept:
+            out.append((site, src, "missing_features", None, n - kept))
+    return out
 
 
 def _stage_summary(counts) -> dict:
