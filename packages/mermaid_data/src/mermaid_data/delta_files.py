@@ -33,6 +33,8 @@ COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
 #: Columns whose values are (nearly) unique: a dictionary page for them is wasted work.
 NO_DICTIONARY = frozenset({"annotation_id"})
+#: Row groups of the files pyarrow writes. DuckDB's `COPY` keeps its default (122,880 rows): 1M-row
+#: groups made its writer 1.5-2.5x slower (MERMAID's 5M rows: 4.4 s -> 3.0 s at the default).
 ROW_GROUP_ROWS = 1 << 20
 _MAX_PENDING = 8  # files being built or uploaded at once (bounds memory)
 
@@ -67,7 +69,7 @@ class PartitionWriter:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         rows = con.execute(
             f"COPY ({query}) TO '{target.replace(chr(39), chr(39) * 2)}' (FORMAT parquet, COMPRESSION "
-            f"{COMPRESSION}, COMPRESSION_LEVEL {COMPRESSION_LEVEL}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+            f"{COMPRESSION}, COMPRESSION_LEVEL {COMPRESSION_LEVEL}, "
             "PER_THREAD_OUTPUT true, RETURN_STATS true)",
             params,
         ).fetchall()
