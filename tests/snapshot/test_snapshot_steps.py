@@ -9,6 +9,7 @@ test picks the rows itself with ``hashlib.md5`` (never the product's code).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from mermaid_data.errors import SnapshotError
 from mermaid_data.lake import Lake
 from mermaid_data.snapshot.build import REPORTS
 from mermaid_data.snapshot.lifecycle import verify
@@ -206,10 +208,6 @@ def test_dry_run_counts_match_create(golden_lake: Lake, name: str) -> None:
 def test_missing_features_abort_leaves_nothing(golden_lake: Lake, limit: int | None) -> None:
     """Too many missing features abort with examples whether step 6 was counted before writing (with a
     limit) or from the written rows (without one); either way no snapshot folder is left behind."""
-    import dataclasses
-
-    from mermaid_data.errors import SnapshotError
-
     _, spec = load_case("bad_features_abort")
     spec = dataclasses.replace(spec, annotation_limit=limit)
     root = Path(golden_lake.uri.key) / "snapshots"
@@ -225,8 +223,6 @@ def test_missing_features_abort_leaves_nothing(golden_lake: Lake, limit: int | N
 def test_limit_one_gives_coralnet_a_zero_quota(golden_lake: Lake) -> None:
     """Limit 1 with both sites: MERMAID gets the odd row, CoralNet's quota is 0 and it keeps nothing
     (step 7 finds no cut row for a zero quota; it must not fall back to keeping the whole site)."""
-    import dataclasses
-
     _, spec = load_case("step_map_only")
     result = golden_lake.create_snapshot(dataclasses.replace(spec, annotation_limit=1))
     wanted = md5_choice(read_expected("step_map_only"), {"mermaid": 1, "coralnet": 0})

@@ -223,7 +223,6 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
     sid = recipe.snapshot_id
     con = open_pinned(lake, recipe)
     written = False
-    scratch = target
     try:
         _check_sources(con, recipe)
         warnings = _warnings(con, recipe)
@@ -268,7 +267,6 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         if not feature_pass:
             counts += _step6_from_written(groups, after)
             stage = _stage_summary(counts)
-            stage["dropped"]["over_limit"] = 0
             _check_missing_features(con, recipe, stage)
         with progress.task(f"{sid}: digest and reports"):
             digest = content_digest(con)
