@@ -6,7 +6,6 @@ import csv
 import hashlib
 import json
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from mermaid_data.demo import SCALES, DemoSummary, generate_demo_sources, write_
 from mermaid_data.demo.features import FEATURE_DIM, read_feature_file
 from mermaid_data.demo.generate import MANIFEST_FILE, MERMAID_FILE
 from mermaid_data.errors import ConfigError
-
 
 MERMAID_COLUMNS = [
     "id",

@@ -14,10 +14,9 @@ import pytest
 from mermaid_data.demo import DemoSummary
 from mermaid_data.ingest import IngestReport
 from mermaid_data.lake import Lake
-
-from tests.support.api_server import ApiServer
 from mermaid_data.taxonomy import BUNDLE_DIR
 
+from tests.support.api_server import ApiServer
 from tests.support.reference import load_reference_payloads
 
 
@@ -104,9 +103,9 @@ def test_real_taxonomy_facts_checked_by_hand(reference_lake: tuple[Lake, IngestR
     turf = lake.sql("SELECT provider_label, benthic_attribute_name, growth_form_id FROM label_mappings "
                     "WHERE provider_id = '82'").row(0)
     assert turf == ("Turf algae", "Turf algae", "")
-    counts = dict(
-        (r["provider_id"], int(r["public_annotation_count"])) for r in reference_rows("coralnet_label_counts.csv")
-    )
+    counts = {
+        r["provider_id"]: int(r["public_annotation_count"]) for r in reference_rows("coralnet_label_counts.csv")
+    }
     assert len(counts) == 711 and sum(counts.values()) == 19_739_370 and counts["82"] == 5_496_896
 
 

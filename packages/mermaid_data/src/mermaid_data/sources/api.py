@@ -43,8 +43,8 @@ from mermaid_data.settings import MERMAID_PUBLIC_API_URL
 
 __all__ = [
     "BENTHIC_ATTRIBUTES_FILE",
-    "BUNDLED",
     "BENTHIC_ATTRIBUTES_SCHEMA",
+    "BUNDLED",
     "CHOICES_FILE",
     "GROWTH_FORMS_SCHEMA",
     "LABEL_MAPPINGS_FILE",
