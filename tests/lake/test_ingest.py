@@ -518,7 +518,7 @@ def test_new_mapping_needs_no_annotation_reingest(
     old = lake.sql(
         "SELECT DISTINCT benthic_attribute_id FROM annotations_mapped WHERE label_id = ?",
         [top_label],
-        as_of=before["annotations"],
+        as_of=before["sources"],  # the lake version of the first ingest
     )
     assert old["benthic_attribute_id"].to_list() == [old_ba]
 

@@ -27,6 +27,8 @@ class History:
     lake_dir: Path
     old_version: int  # annotations version after the first ingest
     new_version: int
+    old_lake: int  # lake version of the first ingest (what --as-of takes)
+    new_lake: int
     old_total: int
     new_total: int
     changed_source: str
@@ -42,6 +44,7 @@ def history_lake(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSum
     ingest_demo(lake_dir, src)
     lake = Lake.open(str(lake_dir))
     old_version = lake.versions()["annotations"]
+    old_lake = lake.lake_version().number
     source = min((p for p in (src / "coralnet").iterdir()), key=lambda p: int(p.name[1:]))
     path = source / "annotations.csv"
     lines = path.read_text().rstrip("\n").splitlines()
@@ -53,6 +56,8 @@ def history_lake(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSum
         lake_dir=lake_dir,
         old_version=old_version,
         new_version=lake.versions()["annotations"],
+        old_lake=old_lake,
+        new_lake=lake.lake_version().number,
         old_total=demo_sources.total_rows,
         new_total=demo_sources.total_rows + 2,
         changed_source=source.name[1:],
@@ -161,14 +166,16 @@ def test_unknown_format_is_a_user_error(history_lake: History) -> None:
 
 
 def test_as_of_reads_the_older_version(history_lake: History) -> None:
-    """Bug pinned: --as-of ignored (reading the latest version) or pinning the wrong table versions."""
-    assert history_lake.new_version > history_lake.old_version
+    """Bug pinned: --as-of ignored (reading the latest version) or pinning the wrong table versions.
+
+    ``--as-of N`` is lake version N: the state one completed ingest left (docs/lake.md)."""
+    assert history_lake.new_lake > history_lake.old_lake
     query = "SELECT count(*) AS n FROM annotations"
     lake_arg = ("--lake", str(history_lake.lake_dir), "--format", "csv")
-    old = run("sql", query, *lake_arg, "--as-of", str(history_lake.old_version))
+    old = run("sql", query, *lake_arg, "--as-of", str(history_lake.old_lake))
     assert old.exit_code == 0, old.output
     assert old.stdout.splitlines()[1] == str(history_lake.old_total)
-    new = run("sql", query, *lake_arg, "--as-of", str(history_lake.new_version))
+    new = run("sql", query, *lake_arg, "--as-of", str(history_lake.new_lake))
     assert new.stdout.splitlines()[1] == str(history_lake.new_total)
     latest = run("sql", query, *lake_arg)
     assert latest.stdout.splitlines()[1] == str(history_lake.new_total)
@@ -177,7 +184,7 @@ def test_as_of_reads_the_older_version(history_lake: History) -> None:
         lake.sql(
             "SELECT count(*) FROM annotations WHERE source_id = ?",
             [history_lake.changed_source],
-            as_of=history_lake.old_version,
+            as_of=history_lake.old_lake,
         ).item()
         + history_lake.added
         == lake.sql(
@@ -196,17 +203,17 @@ def test_as_of_pins_the_tables_written_by_the_same_ingest(history_lake: History)
     pinned_rows = lake.sql(
         "SELECT row_count FROM sources WHERE source_id = ?",
         [history_lake.changed_source],
-        as_of=history_lake.old_version,
+        as_of=history_lake.old_lake,
     )
     assert pinned_rows.height == 1, "the sources table of that ingest is missing at --as-of"
     pinned = pinned_rows.item()
     counted = lake.sql(
         "SELECT count(*) FROM annotations WHERE source_id = ?",
         [history_lake.changed_source],
-        as_of=history_lake.old_version,
+        as_of=history_lake.old_lake,
     ).item()
     assert pinned == counted
-    features_then = lake.sql("SELECT count(*) FROM features", as_of=history_lake.old_version).item()
+    features_then = lake.sql("SELECT count(*) FROM features", as_of=history_lake.old_lake).item()
     assert features_then == lake.sql("SELECT count(*) FROM features").item() > 0
 
 
@@ -258,7 +265,7 @@ def test_lake_sql_returns_polars(history_lake: History) -> None:
     )
     assert isinstance(one, pl.DataFrame) and one.item() > 0
     assert (
-        lake.sql("SELECT count(*) FROM annotations", as_of=history_lake.old_version).item()
+        lake.sql("SELECT count(*) FROM annotations", as_of=history_lake.old_lake).item()
         == history_lake.old_total
     )
     # the MERMAID_LAKE_URI setting is the default lake

@@ -231,17 +231,14 @@ def test_rebuild_is_identical(lc) -> None:
     assert not list((Path(lake.uri.key) / "snapshots").glob(".rebuild-*"))
 
 
-def test_rebuild_names_a_changed_sql_file(lc, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rebuild_names_a_changed_sql_file(lc, tmp_path: Path) -> None:
     lake, _a, b = lc
-    real = sqlfiles.load_sql
-
-    def edited(name: str) -> str:
-        text = real(name)
-        return text.replace("r.to_ba_id", "NULL") if name == "snapshot/04_rollup" else text
-
-    monkeypatch.setattr(sqlfiles, "load_sql", edited)
-    monkeypatch.setattr(build_mod, "load_sql", edited)
-    result = cli("snapshot", "rebuild", b, "--lake", str(lake.uri))
+    edited = tmp_path / "sql"
+    shutil.copytree(sqlfiles.sql_dir(), edited)
+    rollup = edited / "snapshot" / "04_rollup.sql"
+    rollup.write_text(rollup.read_text().replace("r.to_ba_id", "NULL"))
+    with sqlfiles.use_sql_dir(edited):
+        result = cli("snapshot", "rebuild", b, "--lake", str(lake.uri))
     assert result.exit_code == 1, result.output
     assert f"different: {b}" in result.output
     assert "because: sql/snapshot/04_rollup.sql changed since the snapshot was built" in result.output
@@ -395,11 +392,11 @@ def test_two_concurrent_rebuilds_of_one_snapshot_both_succeed(lc, monkeypatch: p
     a_wrote, b_done = threading.Event(), threading.Event()
     first = threading.Lock()
 
-    def digest(con):
+    def digest(con, *args):
         if first.acquire(blocking=False):  # rebuild A
             a_wrote.set()
             assert b_done.wait(30)
-        return real_digest(con)
+        return real_digest(con, *args)
 
     monkeypatch.setattr(build_mod, "content_digest", digest)
     results, failures = {}, []

@@ -72,6 +72,8 @@ def ingest(
     coralnet_sources: Annotated[Path | None, typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
     api: Annotated[str | None, typer.Option(help="MERMAID API base URL, a local directory of pages, 'bundled' (the taxonomy shipped with mermaid-data) or 'none' (skip)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with row counts; write nothing")] = False,
+    allow_shrink: Annotated[bool, typer.Option("--allow-shrink", help="Accept a source or taxonomy table that now has no rows (refused otherwise)")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Also read every lake data file and re-ingest the sources whose files are damaged")] = False,
 ) -> None:
     """Materialize MERMAID and CoralNet annotations and the MERMAID taxonomy into the lake."""
     from mermaid_data.ingest import ingest as run_ingest
@@ -84,7 +86,7 @@ def ingest(
     the_lake = Lake.open(lake)
     report = run_ingest(
         the_lake, mermaid_uri=mermaid_uri, coralnet_uri=coralnet_uri, coralnet_sources=only,
-        api=api_uri, dry_run=dry_run, progress=default_progress(),
+        api=api_uri, dry_run=dry_run, allow_shrink=allow_shrink, repair=repair, progress=default_progress(),
     )
     print_report(report, the_lake)
 
@@ -101,6 +103,8 @@ def print_report(report, lake: Lake) -> None:
     console.print(plan)
     extra = f" (+{len(changed) - len(shown)} more changed)" if len(changed) > len(shown) else ""
     console.print(f"{len(changed)} source(s) to write{extra}, {unchanged} unchanged; taxonomy: {report.taxonomy_action}")
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if report.dry_run:
         console.print("dry run: nothing was written")
         return
@@ -124,7 +128,7 @@ def sql(
     lake: LakeOpt = None,
     format: Annotated[str, typer.Option("--format", help="table|csv|json|parquet")] = "table",
     output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="annotations Delta version (others as of its time) or an ISO time")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Lake version (one per completed ingest; see `history`) or an ISO time")] = None,
 ) -> None:
     """Run SQL over views of every lake table plus annotations_mapped."""
     from mermaid_data.errors import ConfigError

@@ -6,7 +6,8 @@ source, or a MERMAID chunk), so it hands each partition's rows to ``PartitionWri
 threads build and encode the files with pyarrow (which releases the GIL) and upload them, and
 ``commit`` records them all in one Delta commit (``create_write_transaction``, or
 ``create_table_with_add_actions`` for a new table). The commit is what makes them visible: files of an
-ingest that fails before it are unreferenced, as with ``write_deltalake``, and ``vacuum`` removes them.
+ingest that fails before it are unreferenced, as with ``write_deltalake``, and ``vacuum`` removes them;
+their names carry the writer's ``tag`` so the next ingest can remove those of a writer that died.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ _MAX_PENDING = 8  # files being built or uploaded at once (bounds memory)
 class PartitionWriter:
     """Collect one commit's files for ``spec``'s table at ``table_uri``; see the module docstring."""
 
-    def __init__(self, table_uri: str, spec: TableSpec, *, workers: int = 2) -> None:
+    def __init__(self, table_uri: str, spec: TableSpec, *, workers: int = 2, tag: str = "") -> None:
         self.table_uri = table_uri
+        self.tag = f"{tag}-" if tag else ""
         self.root = storage.Uri.parse(table_uri)
         self.spec = spec
         self.partition_by = list(spec.partition_by)
@@ -63,7 +65,7 @@ class PartitionWriter:
         ``partition`` with DuckDB's own parallel Parquet writer (one file per DuckDB thread), straight
         to the table's storage; return the row count. DuckDB reports each file's size, rows and
         column statistics (``RETURN_STATS``), so nothing is read back."""
-        folder = f"{self._partition_folder(partition)}/ingest-{uuid.uuid4().hex}"
+        folder = f"{self._partition_folder(partition)}/ingest-{self.tag}{uuid.uuid4().hex}"
         target = str(self.root.join(*folder.split("/")))
         if not self.root.is_s3:  # DuckDB creates the last folder only
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,8 @@ class PartitionWriter:
         )
         data = sink.getvalue()
         folder = self._partition_folder(partition)
-        relative = f"{folder}/part-{uuid.uuid4().hex}.{COMPRESSION}.parquet" if folder else f"part-{uuid.uuid4().hex}.parquet"
+        name = f"part-{self.tag}{uuid.uuid4().hex}.{COMPRESSION}.parquet"
+        relative = f"{folder}/{name}" if folder else name
         storage.write_bytes(self.root.join(*relative.split("/")), data.to_pybytes())
         stats = file_stats(pq.read_metadata(pa.BufferReader(data)), table.num_rows)
         return AddAction(

@@ -62,3 +62,25 @@ class ConfigError(MermaidDataError):
 
 class SnapshotError(MermaidDataError):
     """A snapshot cannot be built, found or verified (too many missing features, unknown ID, ...)."""
+
+
+class LakeBusyError(LakeError):
+    """Another live process holds the lock this command needs (two ingests, vacuum during an ingest)."""
+
+
+class LakeDamagedError(LakeError):
+    """A Delta log version or a data file of the lake is missing or damaged; names which, and the way back."""
+
+    def __init__(self, problem: str, *, where: str, fix: str, table: str | None = None,
+                 version: int | None = None) -> None:
+        self.table = table
+        self.version = version
+        super().__init__(problem, where=where, fix=fix)
+
+
+class ReadOnlyError(LakeError):
+    """A statement given to ``Lake.sql`` / ``mermaid-data sql`` would write, attach, install or reconfigure."""
+
+
+class ShrinkError(MermaidDataError):
+    """An ingest would empty a source or a taxonomy table; refused unless ``allow_shrink`` / ``--allow-shrink``."""

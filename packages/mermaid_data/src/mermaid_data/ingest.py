@@ -1,13 +1,22 @@
 """Ingest: sources → Delta tables, one commit per table per changed site, idempotent and crash-safe.
 
-Order of commits (each atomic): taxonomy tables → annotations (per site) → features → ``sources``.
-The ``sources`` table is written last, so a crash before it simply makes the next run redo the work;
-an unchanged source (same fingerprint) writes nothing, so a rerun of a finished ingest adds no version.
+Every input is read and checked (values and column types) before the first commit, and a source or
+taxonomy table that would shrink to nothing is refused unless ``allow_shrink``. Order of commits (each
+atomic): taxonomy tables → annotations (per site) → features → ``sources``, whose commit records every
+table's version: that commit is the new **lake version**, the state readers see. A crash before it
+leaves commits no lake version names; the next ingest rolls them back and redoes the work. An unchanged
+source (same fingerprint) writes nothing, so a rerun of a finished ingest adds no version.
+
+An ingest holds the lake's writer lock (``locks.exclusive``): a second ingest or a vacuum fails at once
+with one line and changes nothing. Its data files carry the lock's token, so the next ingest deletes the
+files a killed one wrote but never committed. Data files that a lake version references and that are
+missing (or with ``repair``, unreadable or short of rows) make their sources be ingested again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,11 +29,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
-from mermaid_data import duck, storage
+from mermaid_data import duck, health, locks, storage
 from mermaid_data.delta_files import PartitionWriter
-from mermaid_data.errors import SourceFormatError, SourceUnreachableError
-from mermaid_data.lake import Lake, commit_metadata
+from mermaid_data.errors import (
+    LakeBusyError,
+    LakeDamagedError,
+    LakeError,
+    MermaidDataError,
+    ShrinkError,
+    SourceFormatError,
+    SourceUnreachableError,
+)
+from mermaid_data.lake import INGEST_TABLE_NAMES, LAKE_VERSION_KEY, Lake, commit_metadata
 from mermaid_data.progress import Progress, SilentProgress
 from mermaid_data.settings import get_settings
 from mermaid_data.sources import coralnet, mermaid
@@ -38,15 +56,21 @@ from mermaid_data.tables import (
     LABEL_MAPPINGS,
     MERMAID_SOURCE_ID,
     SOURCES,
+    TABLES,
     TAXONOMY_SOURCE_ID,
     Site,
     TableSpec,
 )
 
+TABLES_BY_NAME = TABLES
+
 MERMAID_FEATURE_SUFFIX = "_featurevector"
 CORALNET_FEATURE_PREFIX = "i"
 CORALNET_FEATURE_SUFFIX = ".featurevector"
 _BATCH_ROWS = 1 << 20
+#: A source whose row count falls by more than this fraction is reported (it is not refused).
+LARGE_DROP = 0.5
+TAXONOMY_TABLES = (BENTHIC_ATTRIBUTES, GROWTH_FORMS, LABEL_MAPPINGS)
 
 
 @dataclass
@@ -71,6 +95,7 @@ class IngestReport:
     versions_written: dict[str, int] = field(default_factory=dict)
     summary: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)  # large drops, repairs, rolled-back leftovers
 
     @property
     def changed(self) -> list[SourcePlan]:
@@ -85,14 +110,44 @@ def ingest(
     coralnet_sources: list[str] | None = None,
     api: str | None = None,
     dry_run: bool = False,
+    allow_shrink: bool = False,
+    repair: bool = False,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Bring the lake up to date with the given sources (None skips that source)."""
-    progress = progress or SilentProgress()
+    """Bring the lake up to date with the given sources (None skips that source).
+
+    ``allow_shrink`` accepts a source or taxonomy table that now has no rows (otherwise refused);
+    ``repair`` also reads every data file the lake version references and re-ingests the sources whose
+    files are unreadable or hold fewer rows than recorded (missing files are always healed).
+    """
+    options = {"mermaid_uri": mermaid_uri, "coralnet_uri": coralnet_uri, "coralnet_sources": coralnet_sources,
+               "api": api, "allow_shrink": allow_shrink, "repair": repair, "progress": progress or SilentProgress()}
+    if dry_run:
+        return _ingest(lake, None, dry_run=True, **options)
+    with locks.exclusive(lake.uri, "writer", "mermaid-data ingest") as writer:
+        try:
+            return _ingest(lake, writer, dry_run=False, **options)
+        except CommitFailedError as exc:
+            raise LakeBusyError(
+                f"another process committed to the lake while this ingest was writing ({str(exc).splitlines()[0]})",
+                where=str(lake.uri),
+                fix="make sure every writer uses mermaid-data (it serializes writers), then run the ingest again; "
+                "the lake version is unchanged and the next ingest rolls back this one's commits",
+            ) from exc
+
+
+def _ingest(lake: Lake, writer: locks.Held | None, *, mermaid_uri, coralnet_uri, coralnet_sources, api, dry_run,
+            allow_shrink, repair, progress) -> IngestReport:
     settings = get_settings()
     now = datetime.now(UTC)
     report = IngestReport(dry_run=dry_run)
-    known = _known_sources(lake)
+    if not dry_run:
+        for name in INGEST_TABLE_NAMES:  # never build on a damaged log
+            damaged = health.check_log(lake, name)
+            if damaged is not None:
+                raise damaged
+    known = _known_sources(lake, repair=repair)
+    damage = _Damage() if dry_run else _find_damage(lake, known, deep=repair)
     new_source_rows: dict[tuple[str, str], dict] = {}
 
     # ---- plan: fingerprints of everything, so a bad or unreachable input fails before any write
@@ -108,6 +163,8 @@ def ingest(
         fp = taxonomy.fingerprint()
         prior = known.get(("api", TAXONOMY_SOURCE_ID))
         report.taxonomy_action = "new" if prior is None else ("unchanged" if prior["fingerprint"] == fp else "changed")
+        if damage.taxonomy and report.taxonomy_action == "unchanged":
+            report.taxonomy_action = "repair"
         new_source_rows[("api", TAXONOMY_SOURCE_ID)] = dict(prior) if report.taxonomy_action == "unchanged" else _source_row(
             "api", TAXONOMY_SOURCE_ID, api, api, fp, "", taxonomy.label_mappings.num_rows, 0, 0, 0, now
         )
@@ -124,7 +181,8 @@ def ingest(
                 fix="pass --mermaid URI of mermaid_confirmed_annotations.parquet, or a glob of its parts such as "
                 "PREFIX/*.parquet (or MERMAID_ANNOTATIONS_URI)",
             ) from None
-        mermaid_plan = SourcePlan(Site.MERMAID, MERMAID_SOURCE_ID, str(uri), fp, _action(known, Site.MERMAID, MERMAID_SOURCE_ID, fp))
+        mermaid_plan = SourcePlan(Site.MERMAID, MERMAID_SOURCE_ID, str(uri), fp,
+                                  _action(known, Site.MERMAID, MERMAID_SOURCE_ID, fp, damage))
         report.plan.append(mermaid_plan)
 
     cn_sources: list[coralnet.CoralNetSource] = []
@@ -149,8 +207,9 @@ def ingest(
         for source, fp in zip(cn_sources, fps):
             report.plan.append(
                 SourcePlan(Site.CORALNET, source.source_id, str(source.annotations_uri), fp,
-                           _action(known, Site.CORALNET, source.source_id, fp))
+                           _action(known, Site.CORALNET, source.source_id, fp, damage))
             )
+    damage.require_inputs(report, taxonomy is not None, lake)
 
     changed_cn = [s for s, p in zip(cn_sources, report.plan[1 if mermaid_plan else 0:]) if p.action != "unchanged"]
 
@@ -175,6 +234,10 @@ def ingest(
             if mm_future is not None:
                 with progress.task("mermaid: read and check"):
                     stats.update(mm_future.result())
+        taxonomy_tables = _stage_taxonomy(taxonomy, api) if taxonomy is not None and \
+            report.taxonomy_action != "unchanged" else {}
+        # ---- nothing lost: a source or taxonomy table emptied is refused; a large drop is reported
+        report.warnings += _check_shrink(lake, report, known, stats, taxonomy_tables, allow_shrink)
 
         if dry_run:
             for p in report.plan:
@@ -182,15 +245,16 @@ def ingest(
                     p.rows = stats.get((p.site, p.source_id), (0, 0, 0))[0]
             return report
 
-        # ---- writes (the feature listing runs meanwhile: it is I/O, the writes are CPU)
+        # ---- every input is checked: clear what dead ingests left, then write
+        report.warnings += damage.notes
+        report.warnings += _clear_leftovers(lake, writer)
+        for warning in report.warnings:
+            progress.log(f"warning: {warning}")
+        tag = writer.owner.token
+        # (the feature listing runs meanwhile: it is I/O, the writes are CPU)
         listings_future = features_pool.submit(_list_features, mermaid_plan, cn_sources, SilentProgress())
-        if taxonomy is not None and report.taxonomy_action != "unchanged":
-            for spec, table in (
-                (BENTHIC_ATTRIBUTES, taxonomy.benthic_attributes),
-                (GROWTH_FORMS, taxonomy.growth_forms),
-                (LABEL_MAPPINGS, taxonomy.label_mappings),
-            ):
-                _overwrite_table(lake, spec, table.select(spec.schema.names).cast(spec.schema), report, ["taxonomy"])
+        for spec, table in taxonomy_tables.items():
+            _overwrite_table(lake, spec, table, report, ["taxonomy"])
 
         if mermaid_plan is not None and mermaid_plan.action != "unchanged":
             with progress.task("mermaid: write annotations") as task:
@@ -200,13 +264,13 @@ def ingest(
                     task.advance(rows)
                     return rows
 
-                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], fill_mermaid, report, known)
+                _replace_annotations(lake, Site.MERMAID, [MERMAID_SOURCE_ID], fill_mermaid, report, known, tag)
 
         if changed_cn:
             with progress.task(f"coralnet: write annotations of {len(changed_cn)} sources") as task:
                 _replace_annotations(lake, Site.CORALNET, [s.source_id for s in changed_cn],
                                      partial(_submit_coralnet, rows=cn_rows, occurrence=cn_occurrence, ingested_at=now,
-                                             task=task), report, known)
+                                             task=task), report, known, tag)
 
         for p in report.plan:
             prior = known.get((p.site, p.source_id))
@@ -221,6 +285,9 @@ def ingest(
                 rows, images, dups, (prior or {}).get("feature_count", 0), now,
             )
             p.rows = rows
+        for key in damage.features:  # a listing whose files are damaged is written again
+            if key in new_source_rows:
+                new_source_rows[key] = {**new_source_rows[key], "features_fingerprint": "repair"}
 
         # ---- features: list each source's own prefix; replace the partitions whose listing changed
         listings = listings_future.result()
@@ -238,11 +305,15 @@ def ingest(
             _replace_features(lake, changed_features, report, known)
             report.features_changed = [sid for (_site, sid), _ in changed_features]
 
-        # ---- sources last: the record that the work above is complete
+        # ---- sources last: the record that the work above is complete, and the new lake version
         merged = {**{k: v for k, v in known.items()}, **new_source_rows}
-        if any(merged.get(k) != known.get(k) for k in merged):
+        if report.versions_written or any(merged.get(k) != known.get(k) for k in merged) or \
+                _behind_lake_version(lake):
             table = pa.Table.from_pylist(sorted(merged.values(), key=lambda r: (r["site"], r["source_id"])), schema=SOURCES.schema)
-            _overwrite_table(lake, SOURCES, table, report, sorted({k[1] for k in new_source_rows if new_source_rows[k] != known.get(k)}))
+            tables = {name: v for name, v in lake.raw_versions().items() if name in INGEST_TABLE_NAMES and name != SOURCES.name}
+            _overwrite_table(lake, SOURCES, table, report,
+                             sorted({k[1] for k in new_source_rows if new_source_rows[k] != known.get(k)}),
+                             extra={LAKE_VERSION_KEY: json.dumps(tables, sort_keys=True)})
     finally:
         features_pool.shutdown(wait=True, cancel_futures=True)
         for con in (mm_con, cn_con):
@@ -253,15 +324,224 @@ def ingest(
     return report
 
 
-def _action(known: dict, site: str, source_id: str, fingerprint: str) -> str:
+# ---- damage, leftovers and shrinkage ---------------------------------------------------------------
+
+
+@dataclass
+class _Damage:
+    """What the lake version references that is missing or damaged, and so must be ingested again."""
+
+    sources: set[tuple[str, str]] = field(default_factory=set)  # annotations partitions
+    features: set[tuple[str, str]] = field(default_factory=set)  # feature listings
+    taxonomy: bool = False
+    notes: list[str] = field(default_factory=list)
+    first: health.DamagedFile | None = None
+
+    def require_inputs(self, report: IngestReport, have_taxonomy: bool, lake: Lake) -> None:
+        """Refuse when a damaged source is not among this run's inputs (it cannot be healed)."""
+        given = {(str(p.site), p.source_id) for p in report.plan}
+        missing = sorted((self.sources | self.features) - given)
+        if self.taxonomy and not have_taxonomy:
+            missing.append(("api", TAXONOMY_SOURCE_ID))
+        if not missing:
+            return
+        names = ", ".join(f"{site}/{sid}" for site, sid in missing[:5]) + (" …" if len(missing) > 5 else "")
+        what = f"{self.first.uri} {self.first.problem}; " if self.first else ""
+        raise LakeDamagedError(
+            f"data of {names} is missing or damaged ({what}this run was not given {'it' if len(missing) == 1 else 'them'})",
+            where=str(lake.uri),
+            fix="run `mermaid-data ingest --repair` with the sources that hold them (--mermaid, --coralnet ROOT, --api) "
+            "to ingest them again",
+        )
+
+
+def _find_damage(lake: Lake, known: dict, *, deep: bool) -> _Damage:
+    """Files of the latest lake version that are missing or of the wrong size (and with ``deep`` also
+    unreadable, or fewer rows than ``sources`` records), mapped to the sources they belong to."""
+    damage = _Damage()
+    pinned = {}
+    versions = lake.versions()
+    for name in INGEST_TABLE_NAMES:
+        version = versions.get(name)
+        if version is None:
+            continue
+        try:
+            lake.delta(name, version)
+            pinned[name] = version
+        except LakeError:  # a log file was moved aside after damage: heal from the table as it is now
+            if not deep:
+                raise
+            current = lake.delta(name)
+            if current is not None:
+                pinned[name] = current.version()
+            damage.notes.append(f"table {name}: lake version names version {version}, which is gone; "
+                                f"repairing from version {pinned.get(name)}")
+            _everything(damage, name, known)
+    for found in health.find_damaged_files(lake, pinned, deep=deep):
+        damage.first = damage.first or found
+        damage.notes.append(f"repair: {found.uri} {found.problem}")
+        _mark(damage, found.table, found.partition)
+    if deep and ANNOTATIONS.name in pinned:
+        counted: dict[tuple[str, str], int] = {}
+        for item in health.referenced_files(lake, ANNOTATIONS.name, pinned[ANNOTATIONS.name]):
+            key = (item["partition"].get("site"), item["partition"].get("source_id"))
+            counted[key] = counted.get(key, 0) + int(item["rows"] or 0)
+        for (site, sid), row in known.items():
+            if site in (Site.MERMAID, Site.CORALNET) and int(row.get("row_count") or 0) != counted.get((site, sid), 0):
+                damage.sources.add((site, sid))
+                damage.notes.append(f"repair: {site}/{sid} holds {counted.get((site, sid), 0):,} rows where sources "
+                                    f"records {int(row.get('row_count') or 0):,}")
+    return damage
+
+
+def _mark(damage: _Damage, table: str, partition: dict) -> None:
+    key = (partition.get("site"), partition.get("source_id"))
+    if table == ANNOTATIONS.name:
+        damage.sources.add(key)
+    elif table == FEATURES.name:
+        damage.features.add(key)
+    elif table in {spec.name for spec in TAXONOMY_TABLES}:
+        damage.taxonomy = True
+
+
+def _everything(damage: _Damage, table: str, known: dict) -> None:
+    for site, sid in known:
+        if site == "api":
+            if table in {spec.name for spec in TAXONOMY_TABLES}:
+                damage.taxonomy = True
+        elif table == ANNOTATIONS.name:
+            damage.sources.add((site, sid))
+        elif table == FEATURES.name:
+            damage.features.add((site, sid))
+
+
+def _behind_lake_version(lake: Lake) -> bool:
+    """True when a table's latest version is not the one the latest lake version records."""
+    latest = lake.lake_version()
+    if latest is None:
+        return False
+    raw = lake.raw_versions()
+    return any(raw.get(name) != version for name, version in latest.tables.items() if name != SOURCES.name)
+
+
+def _clear_leftovers(lake: Lake, writer: locks.Held) -> list[str]:
+    """Delete the uncommitted files of the ingest that died holding the lock, and roll back the commits
+    of ingests that never completed (tables ahead of the latest lake version). Returns what was done."""
+    notes = []
+    if writer.previous is not None:
+        table = lake.delta(ANNOTATIONS.name)
+        committed = {item["path"] for item in health.referenced_files(lake, ANNOTATIONS.name, table.version())} \
+            if table is not None else set()
+        base = storage.Uri.parse(lake.table_uri(ANNOTATIONS.name))
+        token = writer.previous.token
+        orphans = [o.relative_key for o in storage.list_prefix(base)
+                   if token in o.relative_key and o.relative_key not in committed]
+        for rel in orphans:
+            _delete(base.join(*rel.split("/")))
+        if orphans:
+            notes.append(f"deleted {len(orphans)} uncommitted file(s) of the ingest that died ({writer.previous.describe()})")
+    latest = lake.lake_version()
+    if latest is None:
+        return notes
+    for name in INGEST_TABLE_NAMES:
+        if name == SOURCES.name:
+            continue
+        table = lake.delta(name)
+        if table is None:
+            continue
+        base = latest.tables.get(name)
+        if base is not None and table.version() <= base:
+            continue
+        properties = CommitProperties(custom_metadata={"mermaid.sources": "rollback of an unfinished ingest",
+                                                       "mermaid.rows_removed": "0"})
+        if base is None:  # created by an ingest that never completed
+            spec = TABLES_BY_NAME[name]
+            write_deltalake(lake.table_uri(name), spec.schema.empty_table(), mode="overwrite",
+                            partition_by=list(spec.partition_by) or None, schema_mode="overwrite",
+                            storage_options=storage.delta_storage_options(), commit_properties=properties)
+        else:
+            table.restore(base, commit_properties=properties)
+        notes.append(f"rolled back {name} from version {table.version()} to the lake version's "
+                     f"{'empty table' if base is None else f'version {base}'} (an ingest that did not complete)")
+    return notes
+
+
+def _delete(uri: storage.Uri) -> None:
+    if uri.is_s3:
+        storage.s3_client().delete_object(Bucket=uri.bucket, Key=uri.key)
+    else:
+        from pathlib import Path
+
+        Path(uri.key).unlink(missing_ok=True)
+
+
+def _table_rows(lake: Lake, name: str) -> int:
+    version = lake.versions().get(name)
+    if version is None:
+        return 0
+    return sum(int(item["rows"] or 0) for item in health.referenced_files(lake, name, version))
+
+
+def _check_shrink(lake: Lake, report: IngestReport, known: dict, stats: dict, taxonomy_tables: dict,
+                  allow_shrink: bool) -> list[str]:
+    """Refuse a source or taxonomy table that would shrink to nothing (unless ``allow_shrink``); return
+    a line for each one that shrinks by more than LARGE_DROP."""
+    emptied, warnings = [], []
+    changes = []
+    for p in report.plan:
+        if p.action == "unchanged":
+            continue
+        before = int((known.get((p.site, p.source_id)) or {}).get("row_count") or 0)
+        changes.append((f"{p.site}/{p.source_id}", p.uri, before, stats.get((p.site, p.source_id), (0, 0, 0))[0]))
+    for spec, table in taxonomy_tables.items():
+        changes.append((f"taxonomy table {spec.name}", "the MERMAID API", _table_rows(lake, spec.name), table.num_rows))
+    for what, uri, before, after in changes:
+        if before and not after:
+            emptied.append((what, uri, before))
+        elif before and after < before * (1 - LARGE_DROP):
+            warnings.append(f"{what} shrinks from {before:,} to {after:,} rows (-{100 - after * 100 // before}%)")
+    if emptied and not allow_shrink:
+        what, uri, before = emptied[0]
+        more = f" (and {len(emptied) - 1} more)" if len(emptied) > 1 else ""
+        raise ShrinkError(
+            f"would replace the {before:,} rows of {what} with none{more}: the input has no rows; nothing was written",
+            where=uri,
+            fix="if it really is empty now, run again with --allow-shrink (Python: allow_shrink=True); otherwise "
+            "check the file or the API page",
+        )
+    warnings += [f"{what} is now empty (was {before:,} rows; --allow-shrink)" for what, _uri, before in emptied]
+    return warnings
+
+
+def _stage_taxonomy(taxonomy: Taxonomy, api: str) -> dict[TableSpec, pa.Table]:
+    """The taxonomy tables in their stored shape, before any write (a value that does not fit stops here)."""
+    out = {}
+    for spec, table in ((BENTHIC_ATTRIBUTES, taxonomy.benthic_attributes), (GROWTH_FORMS, taxonomy.growth_forms),
+                        (LABEL_MAPPINGS, taxonomy.label_mappings)):
+        try:
+            out[spec] = table.select(spec.schema.names).cast(spec.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+            raise SourceFormatError(f"{spec.name} does not fit the table's columns ({exc})", where=api,
+                                    fix="check the API pages (docs/lake.md, 'Sources')") from exc
+    return out
+
+
+def _action(known: dict, site: str, source_id: str, fingerprint: str, damage: _Damage) -> str:
     prior = known.get((site, source_id))
     if prior is None:
         return "new"
-    return "unchanged" if prior["fingerprint"] == fingerprint else "changed"
+    if prior["fingerprint"] != fingerprint:
+        return "changed"
+    return "repair" if (str(site), source_id) in damage.sources else "unchanged"
 
 
-def _known_sources(lake: Lake) -> dict[tuple[str, str], dict]:
-    table = lake.read(SOURCES.name)
+def _known_sources(lake: Lake, *, repair: bool = False) -> dict[tuple[str, str], dict]:
+    try:
+        table = lake.read(SOURCES.name)
+    except MermaidDataError:
+        if not repair:
+            raise
+        return {}  # the record itself is damaged: every source is ingested as new
     if table is None:
         return {}
     rows = table.to_pylist()
@@ -289,12 +569,13 @@ def _in_list(values: list[str]) -> str:
 
 
 def _replace_annotations(lake: Lake, site: str, source_ids: list[str], fill: Callable[[PartitionWriter], int],
-                         report, known) -> None:
+                         report, known, tag: str) -> None:
     """Replace exactly these sources' partitions of ``annotations`` with the files ``fill`` writes
-    (returning their row count), in one Delta commit (files encoded in parallel, see delta_files)."""
+    (returning their row count), in one Delta commit (files encoded in parallel, see delta_files).
+    File names carry ``tag`` (the writer lock's token), so a killed ingest's files can be found."""
     removed = sum(int((known.get((site, s)) or {}).get("row_count") or 0) for s in source_ids)
     table = lake.delta(ANNOTATIONS.name)
-    writer = PartitionWriter(lake.table_uri(ANNOTATIONS.name), ANNOTATIONS)
+    writer = PartitionWriter(lake.table_uri(ANNOTATIONS.name), ANNOTATIONS, tag=tag)
     try:
         added = fill(writer)
         metadata = {**commit_metadata([f"{site}:{s}" for s in source_ids], removed), "mermaid.rows_added": str(added)}
@@ -324,22 +605,25 @@ def _write(lake: Lake, spec: TableSpec, data, source_ids: list[str], site: str, 
     report.versions_written[spec.name] = lake.delta(spec.name).version()
 
 
-def _overwrite_table(lake: Lake, spec: TableSpec, table: pa.Table, report, sources: list[str]) -> None:
+def _overwrite_table(lake: Lake, spec: TableSpec, table: pa.Table, report, sources: list[str],
+                     extra: dict[str, str] | None = None) -> None:
     previous = lake.delta(spec.name)
-    removed = previous.to_pyarrow_dataset().count_rows() if previous is not None else 0
+    removed = sum(int(item["rows"] or 0) for item in health.referenced_files(lake, spec.name, previous.version())) \
+        if previous is not None else 0
     write_deltalake(
         lake.table_uri(spec.name),
         table,
         mode="overwrite",
         schema_mode="overwrite",
         storage_options=storage.delta_storage_options(),
-        commit_properties=CommitProperties(custom_metadata=commit_metadata(sources, removed)),
+        commit_properties=CommitProperties(custom_metadata={**commit_metadata(sources, removed), **(extra or {})}),
     )
     report.versions_written[spec.name] = lake.delta(spec.name).version()
 
 
 def _stage_mermaid(con: duckdb.DuckDBPyConnection, uri: str) -> dict[tuple[str, str], tuple[int, int, int]]:
     mermaid.register_raw_view(con, uri)
+    mermaid.check_types(con, uri)
     _number_duplicates(con, "mermaid", mermaid.check(con))
     return _stage_stats(con, "mermaid")
 

@@ -1,8 +1,16 @@
-"""The lake: Delta tables under ``<lake>/tables/<name>/``, queried with DuckDB over pinned versions."""
+"""The lake: Delta tables under ``<lake>/tables/<name>/``, queried with DuckDB over pinned versions.
+
+A **lake version** is one consistent state of every table: each completed ingest ends with one commit
+of the ``sources`` table whose commit info records the Delta version of every table it left
+(``LAKE_VERSION_KEY``); lake version N is ``sources`` version N. Readers (``sql``, ``--as-of``,
+snapshots) pin a lake version, so the commits of an ingest that is still running, or that died, are
+never seen.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,10 +23,10 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from mermaid_data import duck, storage
-from mermaid_data.errors import LakeError
+from mermaid_data.errors import LakeError, ReadOnlyError
 from mermaid_data.settings import get_settings
 from mermaid_data.sqlfiles import load_sql
-from mermaid_data.tables import TABLES, TableSpec
+from mermaid_data.tables import INGEST_TABLES, SNAPSHOTS, SOURCES, TABLES, TableSpec
 
 #: Views defined in sql/views/, created in this order on top of the table scans.
 DERIVED_VIEWS = (
@@ -28,11 +36,39 @@ DERIVED_VIEWS = (
     "annotations_labelled",
     "annotations_mapped",
     "unmapped_annotations",
+    "snapshots",
 )
+#: Scan views of tables whose user-facing view is derived (sql/views/<name>.sql).
+STORED_VIEWS = {"annotations": "annotations_stored", "snapshots": "snapshots_stored"}
+#: Commit info of each ingest's final ``sources`` commit: JSON {table: Delta version} of every ingest table.
+LAKE_VERSION_KEY = "mermaid.lake_versions"
+INGEST_TABLE_NAMES = tuple(spec.name for spec in INGEST_TABLES)
+#: Statements ``Lake.sql`` runs: reads only (SHOW, DESCRIBE, SUMMARIZE, PRAGMA show_tables parse as SELECT).
+READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_EXPLAIN_ANALYZE = re.compile(r"^\s*EXPLAIN\s+ANALY[SZ]E\b", re.IGNORECASE)
+#: DuckDB messages that mean a file could not be read (as opposed to a mistake in the SQL).
+_FILE_TROUBLE = re.compile(
+    r"IO Error|magic bytes|Out of buffer|corrupt|decompress|zstd|snappy|thrift|No files found|"
+    r"Cannot open file|truncated|parquet", re.IGNORECASE)
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class LakeVersion:
+    """One consistent state of the lake: the ``sources`` commit that ended an ingest and every table's
+    Delta version at that moment."""
+
+    number: int
+    committed_at: datetime
+    tables: dict[str, int]
+
+
+def view_sql() -> list[str]:
+    """The statements that create the derived views (sql/views/), in order, macros first."""
+    return [load_sql("views/macros"), *(f"CREATE VIEW {view} AS {load_sql(f'views/{view}')}" for view in DERIVED_VIEWS)]
 
 
 @dataclass(frozen=True)
@@ -55,31 +91,42 @@ class Lake:
         return str(self.uri.join("tables", name))
 
     def delta(self, name: str, version: int | None = None) -> DeltaTable | None:
-        """The Delta table ``name`` (at ``version``), or None if it was never written."""
+        """The Delta table ``name`` (at ``version``), or None if it was never written.
+
+        A damaged Delta log raises ``LakeDamagedError`` naming the table, the version and the way back.
+        """
+        from mermaid_data import health
+
         try:
             return DeltaTable(
                 self.table_uri(name), version=version, storage_options=storage.delta_storage_options()
             )
         except TableNotFoundError:
+            damaged = health.diagnose_log(self, name)
+            if damaged is not None:
+                raise damaged from None
             return None
-        except Exception as exc:  # deltalake raises plain errors for bad versions and I/O
+        except Exception as exc:  # deltalake raises plain errors for bad versions, damage and I/O
+            damaged = health.diagnose_log(self, name)
+            if damaged is not None:
+                raise damaged from exc
             if "not found" in str(exc).lower() and version is None:
                 return None
             if version is not None and "version" in str(exc).lower():
                 raise LakeError(
                     f"table {name!r} has no version {version}",
                     where=self.table_uri(name),
-                    fix="run `mermaid-data history` to see the versions that exist",
+                    fix="run `mermaid-data history` to see the versions that exist, or `mermaid-data ingest "
+                    "--repair` if a lake version names it",
                 ) from exc
-            raise LakeError(
-                f"cannot read table {name!r}: {exc}",
-                where=self.table_uri(name),
-                fix="check the lake URI and storage credentials",
-            ) from exc
+            hint = ("check the lake URI and the storage credentials" if self.uri.is_s3 else
+                    "see docs/lake.md, 'Damage and repair'")
+            raise LakeError(f"cannot read table {name!r}: {str(exc).splitlines()[0]}",
+                            where=self.table_uri(name), fix=hint) from exc
 
     def exists(self) -> bool:
-        """True once ``ingest`` has committed the annotations table."""
-        return self.delta("annotations") is not None
+        """True once an ingest has completed (its last commit is the ``sources`` table's)."""
+        return self.delta(SOURCES.name) is not None
 
     def require(self) -> None:
         if not self.exists():
@@ -89,8 +136,9 @@ class Lake:
                 fix="run `mermaid-data ingest --lake URI` first, or pass the right --lake / MERMAID_LAKE_URI",
             )
 
-    def versions(self) -> dict[str, int]:
-        """Current Delta version of every table that exists."""
+    def raw_versions(self) -> dict[str, int]:
+        """Current Delta version of every table that exists (an ingest in flight may be ahead of the
+        lake version; readers use ``versions()``)."""
         out = {}
         for name in TABLES:
             table = self.delta(name)
@@ -98,35 +146,37 @@ class Lake:
                 out[name] = table.version()
         return out
 
-    def versions_as_of(self, as_of: int | str | datetime) -> dict[str, int]:
-        """Pinned versions for ``--as-of``: an annotations version (others as of its commit time) or a time."""
-        if isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit()):
-            version = int(as_of)
-            annotations = self.delta("annotations")
-            if annotations is None or version > annotations.version() or version < 0:
-                latest = annotations.version() if annotations else "none"
-                raise LakeError(
-                    f"annotations has no version {version} (latest: {latest})",
-                    where=self.table_uri("annotations"),
-                    fix="run `mermaid-data history` to list versions",
-                )
-            stamps = {e["version"]: e["timestamp"] for e in annotations.history()}
-            stamp = stamps[version]
-            # Ingest commits features and `sources` (last) after annotations: pin the other tables as of
-            # the end of the ingest that wrote this version, its first `sources` commit at or after it.
-            sources = self.delta("sources")
-            later = [e["timestamp"] for e in sources.history() if e["timestamp"] >= stamp] if sources else []
-            moment = datetime.fromtimestamp((min(later) if later else stamp) / 1000, tz=UTC)
-            pinned = {"annotations": version}
-        else:
-            moment = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            pinned = {}
-        cutoff_ms = moment.timestamp() * 1000
-        for name in TABLES:
-            if name in pinned:
-                continue
+    # ---- lake versions ------------------------------------------------------------------------
+
+    def lake_versions(self) -> list[LakeVersion]:
+        """Every lake version, oldest first (one per completed ingest)."""
+        sources = self.delta(SOURCES.name)
+        if sources is None:
+            return []
+        entries = sorted(sources.history(), key=lambda e: e["version"])
+        return [self._lake_version(entry) for entry in entries]
+
+    def lake_version(self) -> LakeVersion | None:
+        """The latest lake version, or None before the first ingest completed."""
+        sources = self.delta(SOURCES.name)
+        if sources is None:
+            return None
+        return self._lake_version(sources.history(1)[0])
+
+    def _lake_version(self, entry: dict) -> LakeVersion:
+        number = int(entry["version"])
+        stamp = datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC)
+        recorded = entry.get(LAKE_VERSION_KEY)
+        if recorded:
+            tables = {k: int(v) for k, v in json.loads(recorded).items()}
+        else:  # written before lake versions were recorded: every table as of that commit's time
+            tables = self._versions_at(entry["timestamp"])
+        tables[SOURCES.name] = number
+        return LakeVersion(number, stamp, tables)
+
+    def _versions_at(self, cutoff_ms: float) -> dict[str, int]:
+        pinned = {}
+        for name in INGEST_TABLE_NAMES:
             table = self.delta(name)
             if table is None:
                 continue
@@ -134,6 +184,48 @@ class Lake:
             if older:
                 pinned[name] = max(older)
         return pinned
+
+    def versions(self) -> dict[str, int]:
+        """The table versions readers use: every ingest table at the latest lake version (so a running
+        or dead ingest's commits are never seen), and the ``snapshots`` catalog at its latest."""
+        latest = self.lake_version()
+        out = dict(latest.tables) if latest is not None else {
+            name: v for name, v in self.raw_versions().items() if name in INGEST_TABLE_NAMES}
+        snapshots = self.delta(SNAPSHOTS.name)
+        if snapshots is not None:
+            out[SNAPSHOTS.name] = snapshots.version()
+        return out
+
+    def versions_as_of(self, as_of: int | str | datetime) -> dict[str, int]:
+        """The table versions of lake version ``as_of`` (an integer), or of the latest lake version
+        committed at or before ``as_of`` (a time)."""
+        found = self.lake_versions()
+        history_fix = "run `mermaid-data history` to list the lake versions (column lake_version)"
+        if isinstance(as_of, int) or (isinstance(as_of, str) and as_of.strip().isdigit()):
+            number = int(as_of)
+            match = [v for v in found if v.number == number]
+            if not match:
+                latest = found[-1].number if found else "none"
+                raise LakeError(f"the lake has no version {number} (latest: {latest})", where=str(self.uri),
+                                fix=history_fix)
+            return dict(match[0].tables)
+        if isinstance(as_of, datetime):
+            moment = as_of
+        else:
+            try:
+                moment = datetime.fromisoformat(str(as_of).strip())
+            except ValueError:
+                raise LakeError(f"--as-of {as_of!r} is neither a lake version nor an ISO time", where=str(self.uri),
+                                fix="pass a lake version number (e.g. --as-of 2) or a time such as "
+                                "2026-01-31T12:00:00+00:00") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        before = [v for v in found if v.committed_at <= moment]
+        if not before:
+            first = found[0].committed_at.isoformat(timespec="seconds") if found else "none"
+            raise LakeError(f"the lake has no version at or before {moment.isoformat()} (first: {first})",
+                            where=str(self.uri), fix=history_fix)
+        return dict(before[-1].tables)
 
     def read(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
         """The current rows of table ``name`` (or None if it was never written), read by DuckDB.
@@ -151,35 +243,40 @@ class Lake:
             _create_scan_view(con, "t", spec, table)
             cols = ", ".join(f'"{c}"' for c in (columns or spec.schema.names))
             return con.execute(f"SELECT {cols} FROM t").to_arrow_table()
+        except duckdb.Error as exc:
+            raise self.read_error(exc, {name: table.version()}) from exc
         finally:
             con.close()
 
     # ---- DuckDB -------------------------------------------------------------------------------
 
-    def connect(self, versions: Mapping[str, int] | None = None) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with a view per table (at ``versions`` if given) and the derived views.
+    def connect(self, versions: Mapping[str, int] | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with a view per table and the derived views (sql/views/).
 
-        A table missing from ``versions`` (when given) is read as empty: it did not exist then.
+        ``versions`` pins tables (default: ``versions()``, the latest lake version); an ingest table
+        missing from it is read as empty (it did not exist then); the ``snapshots`` catalog is always
+        read at its latest unless pinned. ``read_only`` locks the connection down (see ``sql``).
         """
+        pinned = self.versions() if versions is None else dict(versions)
         con = duck.connect(s3=self.uri.is_s3)
         for name, spec in TABLES.items():
-            if versions is None:
+            if name in pinned:
+                table = self.delta(name, pinned[name])
+            elif name == SNAPSHOTS.name:
                 table = self.delta(name)
-            elif name in versions:
-                table = self.delta(name, versions[name])
             else:
                 table = None
-            view = "annotations_stored" if name == "annotations" else name
-            _create_scan_view(con, view, spec, table)
-        con.execute(load_sql("views/macros"))
-        for view in DERIVED_VIEWS:
-            con.execute(f"CREATE VIEW {view} AS {load_sql(f'views/{view}')}")
+            _create_scan_view(con, STORED_VIEWS.get(name, name), spec, table)
+        for statement in view_sql():
+            con.execute(statement)
         # `SELECT * FROM snapshot('snap-…')`: a published snapshot's rows by ID.
         root = _quote(str(self.uri.join("snapshots")) + "/")
         con.execute(
             f"CREATE MACRO snapshot(snapshot_id) AS TABLE "
             f"SELECT * FROM read_parquet({root} || snapshot_id || '/rows.parquet')"
         )
+        if read_only:
+            _lock_down(con, self.uri)
         return con
 
     def sql(
@@ -189,20 +286,52 @@ class Lake:
         *,
         as_of: int | str | datetime | None = None,
     ) -> pl.DataFrame:
-        """Run one query over the lake's views and return a polars DataFrame."""
+        """Run one read-only query over the lake's views and return a polars DataFrame.
+
+        Only reads run: a statement that would write (COPY, CREATE, EXPORT, INSERT...), attach a
+        database, install or load an extension, or change a setting raises ``ReadOnlyError``, and DuckDB
+        is locked down (no file outside the lake, no settings changes) behind that check.
+        """
         self.require()
-        versions = self.versions_as_of(as_of) if as_of is not None else None
-        con = self.connect(versions)
+        versions = self.versions_as_of(as_of) if as_of is not None else self.versions()
+        con = self.connect(versions, read_only=True)
         try:
+            _refuse_writes(con, query)
             result = con.execute(query, params) if params else con.execute(query)
             return pl.from_arrow(result.to_arrow_table())
         except duckdb.Error as exc:
-            raise LakeError(
-                f"query failed: {str(exc).splitlines()[0]}",
-                fix="check the SQL; `mermaid-data sql \"SHOW TABLES\"` lists the views",
-            ) from exc
+            raise self.read_error(exc, versions) from exc
         finally:
             con.close()
+
+    def read_error(self, exc: duckdb.Error, versions: Mapping[str, int]) -> LakeError:
+        """A DuckDB error as one line: a refused access, a damaged lake file (named), or a SQL mistake."""
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, duckdb.PermissionException):
+            return ReadOnlyError(
+                f"refused: {first.removeprefix('Permission Error: ')} (queries read the lake's own files only)",
+                where=str(self.uri),
+                fix="query the lake's views (`mermaid-data sql \"SHOW TABLES\"`); to combine with other files, "
+                "save the result with --output and join it outside the lake",
+            )
+        damaged = self.damage(exc, versions)
+        if damaged is not None:
+            return damaged
+        return LakeError(
+            f"query failed: {first}",
+            fix="check the SQL; `mermaid-data sql \"SHOW TABLES\"` lists the views",
+        )
+
+    def damage(self, exc: duckdb.Error, versions: Mapping[str, int]) -> LakeError | None:
+        """For a DuckDB error that looks like an unreadable file: the damaged lake file, named (or None)."""
+        from mermaid_data import health
+
+        if isinstance(exc, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException):
+            return None
+        if not _FILE_TROUBLE.search(str(exc)):
+            return None
+        damaged = health.find_damaged_files(self, versions, deep=True, first_only=True)
+        return health.damaged_file_error(damaged[0]) if damaged else None
 
     def create_snapshot(self, spec, *, dry_run: bool = False, progress=None):
         """Build (or find) the snapshot of ``spec`` (a ``SnapshotSpec``); see mermaid_data.snapshot."""
@@ -211,7 +340,9 @@ class Lake:
         return create_snapshot(self, spec, dry_run=dry_run, progress=progress)
 
     def history(self) -> pl.DataFrame:
-        """Every table's Delta versions: time, operation, rows added/removed and which sources."""
+        """Every table's Delta versions: time, operation, rows added/removed, which sources, and the
+        lake version that first includes the commit (null: not part of a completed ingest)."""
+        lake_versions = self.lake_versions()
         rows = []
         for name in TABLES:
             table = self.delta(name)
@@ -219,10 +350,13 @@ class Lake:
                 continue
             for entry in table.history():
                 metrics = entry.get("operationMetrics") or {}
+                version = int(entry["version"])
+                included = [lv.number for lv in lake_versions if lv.tables.get(name, -1) >= version]
                 rows.append(
                     {
                         "table": name,
-                        "version": int(entry["version"]),
+                        "version": version,
+                        "lake_version": (min(included) if included else None) if name in INGEST_TABLE_NAMES else None,
                         "timestamp": datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
                         "operation": entry.get("operation", ""),
                         "rows_added": int(entry.get("mermaid.rows_added") or metrics.get("num_added_rows", 0) or 0),
@@ -235,6 +369,7 @@ class Lake:
             schema={
                 "table": pl.String,
                 "version": pl.Int64,
+                "lake_version": pl.Int64,
                 "timestamp": pl.Datetime("us", "UTC"),
                 "operation": pl.String,
                 "rows_added": pl.Int64,
@@ -243,6 +378,31 @@ class Lake:
             },
         )
         return frame.sort(["table", "version"])
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, lake: storage.Uri) -> None:
+    """No files but the lake's, no extension installs or loads, no settings changes from here on."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute(f"SET allowed_directories = [{_quote(str(lake).rstrip('/') + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _refuse_writes(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Raise ReadOnlyError for any statement of ``query`` that is not a read."""
+    for number, statement in enumerate(con.extract_statements(query), start=1):
+        kind = statement.type
+        analyze = kind == duckdb.StatementType.EXPLAIN and _EXPLAIN_ANALYZE.match(statement.query or "")
+        if kind in READ_STATEMENTS and not analyze:
+            continue
+        what = "EXPLAIN ANALYZE (it runs the statement)" if analyze else kind.name.replace("_", " ")
+        raise ReadOnlyError(
+            f"statement {number} is {what}: SQL over the lake is read-only (SELECT, WITH, SHOW, DESCRIBE, "
+            "SUMMARIZE, EXPLAIN)",
+            fix="to save a result use --output FILE (Python: Lake.sql(...).write_parquet(...)); the lake changes "
+            "only through `mermaid-data ingest`, `snapshot create` and `vacuum`",
+        )
 
 
 def _create_scan_view(

@@ -4,6 +4,11 @@ Steps 1-5 run on the label groups (one row per distinct site, source, label id, 
 pass over the pinned annotations writes the kept rows sorted by a total order; a counting pass over
 step 6 runs first only when the limit, ``--dry-run`` or an S3 lake needs it. The digest and reports
 then read the written Parquet file.
+
+A create in flight holds a lease (``locks.lease``) naming the versions it pinned, so ``vacuum`` keeps
+their files; its scratch folder carries the lease's token, so a dead create's scratch is reclaimed by the
+next create or vacuum and a live one's never is. The ``snapshots`` catalog is appended under the
+catalog lock, once per ID.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, write_deltalake
 
-from mermaid_data import storage
+from mermaid_data import locks, sqlfiles, storage
 from mermaid_data.errors import ConfigError, SnapshotError
 from mermaid_data.lake import Lake
 from mermaid_data.progress import Progress, SilentProgress
 from mermaid_data.settings import get_settings
-from mermaid_data.snapshot.recipe import NO_LIMIT_STEP, STEP_VIEWS, STEPS, Recipe, current_sql_hashes
+from mermaid_data.snapshot import queries
+from mermaid_data.snapshot.recipe import Recipe, current_sql_hashes
 from mermaid_data.snapshot.spec import SnapshotSpec, SpecTable, read_spec_csv
-from mermaid_data.sqlfiles import load_sql
 from mermaid_data.tables import SNAPSHOT_INPUTS, SNAPSHOTS
 
 ROWS_FILE = "rows.parquet"
@@ -44,6 +49,10 @@ STAGES = (
     ("missing_features", "6 features"),
     ("over_limit", "7 limit"),
 )
+MANIFEST_KEYS = ("snapshot_id", "recipe", "files", "content_sha256", "row_count")
+SCRATCH_PREFIXES = (".tmp-", ".rebuild-")
+#: How long a create waits for another process appending to the catalog (a moment, normally).
+CATALOG_WAIT_S = 120.0
 
 
 @dataclass
@@ -65,10 +74,26 @@ def snapshot_uri(lake: Lake, snapshot_id: str) -> storage.Uri:
 
 
 def read_manifest(uri: storage.Uri) -> dict | None:
+    """The manifest of the snapshot folder ``uri``; None if it has none; SnapshotError if it is damaged."""
+    where = uri.join(MANIFEST_FILE)
     try:
-        return json.loads(storage.read_bytes(uri.join(MANIFEST_FILE)))
+        raw = storage.read_bytes(where)
     except FileNotFoundError:
         return None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # also UnicodeDecodeError
+        problem = f"manifest.json is damaged (not valid JSON: {str(exc).splitlines()[0]})"
+    else:
+        missing = [k for k in MANIFEST_KEYS if not isinstance(data, dict) or k not in data]
+        if not missing:
+            return data
+        problem = f"manifest.json is damaged (no {', '.join(missing)})"
+    raise SnapshotError(
+        problem, where=str(where),
+        fix="restore it from an export of the snapshot (`snapshot export` copies it) or a backup; or, if the "
+        "snapshot is not needed, delete its folder (vacuum refuses to run while a manifest is unreadable)",
+    )
 
 
 def build_recipe(lake: Lake, spec: SnapshotSpec) -> Recipe:
@@ -112,21 +137,12 @@ def _spec_arrow(recipe: Recipe) -> dict[str, pa.Table]:
     }
 
 
-def shaping_query(final_sql: str, through: int = len(STEPS), *, limit_binds: bool = True) -> str:
-    """The chained steps as one statement: ``WITH step_map AS (...), ... <final_sql>``."""
-    steps = list(STEPS[:through])
-    if through == len(STEPS) and not limit_binds:
-        steps[-1] = NO_LIMIT_STEP
-    ctes = ", ".join(f"{view} AS ({load_sql(step)})" for view, step in zip(STEP_VIEWS, steps))
-    return f"WITH {ctes} {final_sql}"
-
-
-def open_pinned(lake: Lake, recipe: Recipe) -> duckdb.DuckDBPyConnection:
+def open_pinned(lake: Lake, recipe: Recipe, sql: queries.SnapshotSql) -> duckdb.DuckDBPyConnection:
     """A connection over the recipe's pinned versions with its spec tables registered."""
     con = lake.connect(recipe.input_versions)
     for name, table in _spec_arrow(recipe).items():
         con.register(name, table)
-    con.execute(f"CREATE TEMP TABLE label_groups AS {load_sql('snapshot/label_groups')}")
+    con.execute(f"CREATE TEMP TABLE label_groups AS {sql.label_groups}")
     return con
 
 
@@ -197,22 +213,43 @@ def quotas_for(limit: int | None, mermaid_rows: int, coralnet_rows: int) -> tupl
 def create_snapshot(
     lake: Lake, spec: SnapshotSpec, *, dry_run: bool = False, progress: Progress | None = None
 ) -> SnapshotResult:
-    """Build (or find) the snapshot of ``spec`` over the lake's current versions."""
+    """Build (or find) the snapshot of ``spec`` over the lake's latest lake version."""
     progress = progress or SilentProgress()
-    recipe = build_recipe(lake, spec)
-    sid = recipe.snapshot_id
-    target = snapshot_uri(lake, sid)
-    existing = read_manifest(target)
-    if existing is not None and not dry_run:
-        if not _recorded(lake, sid):  # published, but the writer died before cataloguing it: repair
-            _record(lake, existing)
-        return SnapshotResult(sid, False, existing, str(target))
-    return build(lake, recipe, spec.name, spec.message, target, dry_run=dry_run, progress=progress)
+    spec.validate()
+    lake.require()
+    if dry_run:
+        recipe = build_recipe(lake, spec)
+        return build(lake, recipe, spec.name, spec.message, snapshot_uri(lake, recipe.snapshot_id), dry_run=True,
+                     progress=progress)
+    for _attempt in range(5):
+        recipe = build_recipe(lake, spec)
+        sid = recipe.snapshot_id
+        target = snapshot_uri(lake, sid)
+        existing = read_manifest(target)
+        if existing is not None:  # the common case of a known recipe: read only, nothing written
+            if not _recorded(lake, sid):
+                record_once(lake, existing)  # published, but its writer died before cataloguing it
+            return SnapshotResult(sid, False, existing, str(target))
+        with locks.lease(lake.uri, "snapshot create", kind="create", snapshot_id=sid,
+                         versions=recipe.input_versions) as held:
+            # Pinned, then leased, then checked: if no ingest completed in between, no vacuum can have
+            # removed the pinned files (vacuum keeps the latest lake version and every leased one).
+            if {k: v for k, v in lake.versions().items() if k in recipe.input_versions} != recipe.input_versions:
+                continue
+            reclaim_scratch(lake)
+            existing = read_manifest(target)
+            if existing is not None:  # published by another create meanwhile
+                record_once(lake, existing)
+                return SnapshotResult(sid, False, existing, str(target))
+            return build(lake, recipe, spec.name, spec.message, target, progress=progress, token=held.token)
+    raise SnapshotError("the lake changed five times while this snapshot was being pinned", where=str(lake.uri),
+                        fix="run `snapshot create` again once the running ingests have finished")
 
 
 def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *, dry_run=False,
-          progress: Progress | None = None, publish: bool = True) -> SnapshotResult:
-    """Run the recipe. With ``publish=False`` (rebuild) write to a scratch folder and return its manifest.
+          progress: Progress | None = None, publish: bool = True, token: str | None = None) -> SnapshotResult:
+    """Run the recipe. With ``publish=False`` (rebuild) write to ``target`` (a scratch folder) and return
+    its manifest; otherwise write to a scratch folder named with ``token`` and publish it as ``target``.
 
     Steps 1-5 are counted on the label groups (cheap). Step 6 is counted in a pass of its own only
     when something must know its outcome before writing: the limit's quotas, ``--dry-run``, or an S3
@@ -220,22 +257,53 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
     at once and step 6's counts are the written rows per source against those that reached it.
     """
     progress = progress or SilentProgress()
+    with sqlfiles.composition() as used:
+        sql = queries.compose()
+        try:
+            result = _build(lake, recipe, sql, name, message, target, dry_run, progress, publish, token)
+        except duckdb.Error as exc:
+            damaged = lake.damage(exc, recipe.input_versions)
+            if damaged is None:
+                raise
+            raise damaged from exc
+    if isinstance(result, SnapshotResult):
+        return result
+    scratch, manifest, warnings = result
+    unhashed = sorted(n for n, text in used.items() if recipe.sql_sha256.get(n) != sqlfiles.sha256_text(text))
+    if unhashed and publish:  # a statement the recipe does not cover: never publish under this ID
+        if not lake.uri.is_s3:
+            storage.delete_prefix(scratch)
+        raise SnapshotError(f"the build read SQL the snapshot ID does not cover: {', '.join(unhashed)}",
+                            where=str(lake.uri), fix="report this bug; every statement must come from "
+                            "snapshot/queries.compose (or SQL files changed while the command ran: run it again)")
+    if not publish:
+        return SnapshotResult(recipe.snapshot_id, False, manifest, str(scratch), warnings=warnings)
+    created = _publish(lake, scratch, target, manifest)
+    published = manifest if created else read_manifest(target)
+    record_once(lake, published)
+    return SnapshotResult(recipe.snapshot_id, created, published, str(target), warnings=warnings)
+
+
+def _build(lake, recipe: Recipe, sql: queries.SnapshotSql, name: str, message: str, target: storage.Uri,
+           dry_run: bool, progress: Progress, publish: bool, token: str | None):
+    """The body of ``build``: a dry-run result, or (scratch folder, manifest, warnings)."""
     sid = recipe.snapshot_id
-    con = open_pinned(lake, recipe)
+    con = open_pinned(lake, recipe, sql)
     written = False
+    scratch = target
     try:
         _check_sources(con, recipe)
         warnings = _warnings(con, recipe)
-        groups = con.execute(shaping_query(load_sql("snapshot/group_counts"), through=5), _params(recipe)).fetchall()
+        groups = con.execute(sql.group_counts, _params(recipe)).fetchall()
         counts = [row for row in groups if row[2] is not None]  # (site, source, reason, label, annotations)
         limit = recipe.options["annotation_limit"]
         feature_pass = dry_run or limit is not None or lake.uri.is_s3
         quotas = None
         if feature_pass:
             with progress.task(f"{sid}: count rows per step"):
-                counts += _step6_counted(con, recipe)
+                counts += _step6_counted(con, recipe, sql)
             stage = _stage_summary(counts)
-            _check_missing_features(con, recipe, stage)
+            _check_missing_features(con, recipe, stage, sql)
             quotas = quotas_for(limit, stage["kept_by_site"].get("mermaid", 0), stage["kept_by_site"].get("coralnet", 0))
             stage["dropped"]["over_limit"] = sum(stage["kept_by_site"].values()) - sum(quotas)
             if dry_run:
@@ -249,7 +317,7 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
                 }
                 return SnapshotResult(sid, False, plan, str(target), dry_run=True, warnings=warnings)
 
-        scratch = _scratch_dir(lake, sid) if publish else target
+        scratch = _scratch_dir(lake, sid, token) if publish else target
         rows_uri = scratch.join(ROWS_FILE)
         if not scratch.is_s3:
             Path(scratch.key).mkdir(parents=True, exist_ok=True)
@@ -257,8 +325,8 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         limit_binds = quotas is not None and stage["dropped"]["over_limit"] > 0
         with progress.task(f"{sid}: write rows"):
             con.execute("SET preserve_insertion_order = true")
-            sql = shaping_query(load_sql("snapshot/rows"), limit_binds=limit_binds)
-            con.execute(f"COPY ({sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd)",
+            rows_sql = sql.rows_limited if limit_binds else sql.rows_unlimited
+            con.execute(f"COPY ({rows_sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd)",
                         _params(recipe, quotas if limit_binds else None))
         con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(rows_uri))}')")
         after = con.execute(
@@ -267,10 +335,10 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         if not feature_pass:
             counts += _step6_from_written(groups, after)
             stage = _stage_summary(counts)
-            _check_missing_features(con, recipe, stage)
+            _check_missing_features(con, recipe, stage, sql)
         with progress.task(f"{sid}: digest and reports"):
-            digest = content_digest(con)
-            reports = _reports(con, counts, stage, after)
+            digest = content_digest(con, sql.digest)
+            reports = _reports(con, counts, stage, after, sql)
         for file_name, csv_text in reports.items():
             storage.write_bytes(scratch.join(file_name), csv_text.encode())
         files = {name: _sha256_uri(scratch.join(name)) for name in (ROWS_FILE, *REPORTS)}
@@ -305,17 +373,12 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
         "warnings": warnings,
         "files": files,
     }
-    if not publish:
-        return SnapshotResult(sid, False, manifest, str(scratch), warnings=warnings)
-    created = _publish(lake, scratch, target, manifest)
-    if created:
-        _record(lake, manifest)
-    return SnapshotResult(sid, created, manifest if created else read_manifest(target), str(target), warnings=warnings)
+    return scratch, manifest, warnings
 
 
-def content_digest(con: duckdb.DuckDBPyConnection) -> dict:
+def content_digest(con: duckdb.DuckDBPyConnection, digest_sql: str | None = None) -> dict:
     """Canonical digest of view ``snapshot_rows`` (see sql/snapshot/digest.sql)."""
-    n, su, sl, xu, xl = con.execute(load_sql("snapshot/digest")).fetchone()
+    n, su, sl, xu, xl = con.execute(digest_sql or sqlfiles.load_sql("snapshot/digest")).fetchone()
     parts = {"rows": int(n), "sum_upper": su or "0", "sum_lower": sl or "0", "xor_upper": xu or "0", "xor_lower": xl or "0"}
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return {"row_count": int(n), "content_sha256": hashlib.sha256(text.encode()).hexdigest(), "parts": parts}
@@ -331,10 +394,44 @@ def _sha256_uri(uri: storage.Uri) -> str:
     return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
 
 
-def _scratch_dir(lake: Lake, sid: str) -> storage.Uri:
+def _scratch_dir(lake: Lake, sid: str, token: str | None) -> storage.Uri:
     if lake.uri.is_s3:
         return snapshot_uri(lake, sid)  # S3: written in place; the manifest (put last, if absent) publishes
-    return snapshots_root(lake).join(f".tmp-{sid}-{uuid.uuid4().hex[:8]}")
+    return snapshots_root(lake).join(f".tmp-{sid}-{token or uuid.uuid4().hex[:16]}")
+
+
+def reclaim_scratch(lake: Lake) -> int:
+    """Delete what dead creates and rebuilds left under ``snapshots/`` (never a live one's); return the
+    number of files deleted. A scratch folder ends with its lease's token; on S3 a create writes in
+    place, so a dead create's unpublished ``snapshots/<id>/`` (no manifest) is deleted."""
+    live, stale = locks.leases(lake.uri)
+    try:
+        live_tokens = {held.token for held in live}
+        live_ids = {held.content.get("snapshot_id") for held in live}
+        root = snapshots_root(lake)
+        doomed: list[storage.Uri] = []
+        names = storage.list_dirs(root) if root.is_s3 else (
+            [p.name for p in Path(root.key).iterdir() if p.is_dir()] if Path(root.key).is_dir() else [])
+        for folder in names:
+            if folder.startswith(SCRATCH_PREFIXES) and folder.rsplit("-", 1)[-1] not in live_tokens:
+                doomed.append(root.join(folder))
+        if root.is_s3:
+            for dead in stale:
+                sid = dead.content.get("snapshot_id")
+                if (dead.content.get("kind") == "create" and sid and sid not in live_ids
+                        and not storage.exists(snapshot_uri(lake, sid).join(MANIFEST_FILE))):
+                    doomed.append(snapshot_uri(lake, sid))
+        removed = 0
+        for uri in doomed:
+            removed += sum(1 for _ in storage.list_prefix(uri))
+            storage.delete_prefix(uri)
+        for dead in stale:
+            dead.remove()
+        stale = []
+        return removed
+    finally:
+        for dead in stale:
+            dead.release()
 
 
 def _publish(lake: Lake, scratch: storage.Uri, target: storage.Uri, manifest: dict) -> bool:
@@ -371,6 +468,14 @@ def _recorded(lake: Lake, snapshot_id: str) -> bool:
     return snapshot_id in set(table.column(0).to_pylist())
 
 
+def record_once(lake: Lake, manifest: dict) -> None:
+    """Append ``manifest``'s row to the ``snapshots`` catalog unless it is there (under the catalog lock,
+    so concurrent creates of one recipe leave one row)."""
+    with locks.exclusive(lake.uri, "catalog", "snapshot create", wait_s=CATALOG_WAIT_S):
+        if not _recorded(lake, manifest["snapshot_id"]):
+            _record(lake, manifest)
+
+
 def _record(lake: Lake, manifest: dict) -> None:
     row = {
         "snapshot_id": manifest["snapshot_id"],
@@ -391,9 +496,9 @@ def _record(lake: Lake, manifest: dict) -> None:
     )
 
 
-def _step6_counted(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[tuple]:
+def _step6_counted(con: duckdb.DuckDBPyConnection, recipe: Recipe, sql: queries.SnapshotSql) -> list[tuple]:
     """Step 6's outcome per (site, source) by a pass of its own: kept (reason NULL) and missing."""
-    rows = con.execute(shaping_query(load_sql("snapshot/feature_counts"), through=6), _params(recipe)).fetchall()
+    rows = con.execute(sql.feature_counts, _params(recipe)).fetchall()
     return [(site, src, reason, None, n) for site, src, reason, n in rows]
 
 
@@ -438,13 +543,12 @@ def _stage_table(stage: dict) -> list[dict]:
     return rows
 
 
-def _check_missing_features(con, recipe: Recipe, stage: dict) -> None:
+def _check_missing_features(con, recipe: Recipe, stage: dict, sql: queries.SnapshotSql) -> None:
     missing = stage["dropped"].get("missing_features", 0)
     reaching = missing + sum(stage["kept_by_site"].values())
     allowed = recipe.options["missing_features_allowed"]
     if reaching and missing * 100.0 / reaching > allowed:
-        examples = con.execute(shaping_query(load_sql("snapshot/missing_feature_examples"), through=6),
-                               _params(recipe)).fetchall()
+        examples = con.execute(sql.missing_feature_examples, _params(recipe)).fetchall()
         listed = "; ".join(f"{site}/{source}: {key}" for site, source, _image, key in examples)
         raise SnapshotError(
             f"{missing:,} of {reaching:,} annotations ({missing * 100.0 / reaching:.1f}%) have no feature object, "
@@ -454,18 +558,14 @@ def _check_missing_features(con, recipe: Recipe, stage: dict) -> None:
         )
 
 
-def _reports(con, counts, stage, after: pa.Table) -> dict[str, str]:
+def _reports(con, counts, stage, after: pa.Table, sql: queries.SnapshotSql) -> dict[str, str]:
     """The CSV reports written beside the rows (training logs them as run artifacts)."""
     import polars as pl
 
     def csv(sql: str, params=None) -> str:
         return pl.from_arrow(con.execute(sql, params).to_arrow_table()).write_csv()
 
-    reports = {
-        "ba_counts.csv": csv(load_sql("snapshot/report_ba_counts")),
-        "bagf_counts.csv": csv(load_sql("snapshot/report_bagf_counts")),
-        "label_mapping.csv": csv(load_sql("snapshot/report_label_mapping")),
-    }
+    reports = {name: csv(sql.reports[name]) for name in ("ba_counts.csv", "bagf_counts.csv", "label_mapping.csv")}
     dropped_rows = pl.DataFrame(
         [{"source_id": src, "reason": r, "label_id": lab, "annotations": n} for _s, src, r, lab, n in counts],
         schema={"source_id": pl.String, "reason": pl.String, "label_id": pl.String, "annotations": pl.Int64},
@@ -480,7 +580,7 @@ def _reports(con, counts, stage, after: pa.Table) -> dict[str, str]:
     )
     # "before" is counted on the pinned annotations: summing the per-reason image counts of `counts`
     # would count an image once per drop reason its rows have.
-    before = pl.from_arrow(con.execute(load_sql("snapshot/report_project_before")).to_arrow_table())
+    before = pl.from_arrow(con.execute(sql.reports["project_before"]).to_arrow_table())
     stats = (
         before.with_columns(pl.col("images_before").cast(pl.Int64), pl.col("annotations_before").cast(pl.Int64))
         .join(pl.from_arrow(after), on=["site", "source_id"], how="left")

@@ -1,10 +1,18 @@
-"""Published snapshots: list, resolve, show, verify, rebuild, diff, export; and a safe vacuum."""
+"""Published snapshots: list, resolve, show, verify, rebuild, diff, export; and a safe vacuum.
+
+``vacuum`` runs under the lake's writer lock (no ingest meanwhile, and no second vacuum) and deletes
+every data file that neither the current version, the latest lake version, a published snapshot nor
+an in-flight create or rebuild (its lease) needs: superseded versions and the files a killed ingest
+wrote but never committed. It also deletes what dead creates and rebuilds left under ``snapshots/``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -12,8 +20,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from mermaid_data import duck, storage
-from mermaid_data.errors import SnapshotError
+from mermaid_data import duck, health, locks, storage
+from mermaid_data.errors import ConfigError, MermaidDataError, SnapshotError
 from mermaid_data.lake import Lake
 from mermaid_data.snapshot.build import (
     MANIFEST_FILE,
@@ -21,11 +29,12 @@ from mermaid_data.snapshot.build import (
     build,
     content_digest,
     read_manifest,
+    reclaim_scratch,
     snapshot_uri,
     snapshots_root,
 )
 from mermaid_data.snapshot.recipe import ID_PREFIX, Recipe, current_sql_hashes
-from mermaid_data.tables import SNAPSHOTS
+from mermaid_data.tables import SNAPSHOTS, TABLES
 
 
 def published_ids(lake: Lake) -> list[str]:
@@ -61,17 +70,21 @@ def manifest(lake: Lake, snapshot_id: str) -> dict:
 
 
 def list_snapshots(lake: Lake) -> pl.DataFrame:
-    """The ``snapshots`` catalog table, newest first."""
+    """The ``snapshots`` catalog, one row per ID (as the ``snapshots`` view), newest first."""
     table = lake.read(SNAPSHOTS.name)
     if table is None:
         return pl.DataFrame(schema={f.name: pl.String for f in SNAPSHOTS.schema})
-    return pl.from_arrow(table).sort("created_at", descending=True)
+    frame = pl.from_arrow(table).sort("created_at", "name", "message")
+    return frame.unique("snapshot_id", keep="first", maintain_order=True).sort("created_at", descending=True)
 
 
-def verify(location: str) -> dict:
+def verify(location: str, lake: Lake | None = None) -> dict:
     """Re-hash every file of a snapshot folder (in a lake or exported) against its manifest.
 
-    Returns {"ok": bool, "problems": [...], "snapshot_id": ...}; also recomputes the row digest.
+    Also recomputes the row digest, checks that the manifest's ID is its recipe's and (for a folder
+    named like an ID) the folder's name, and, in a lake (``lake``, or the folder's own
+    ``<lake>/snapshots/<id>``), that the ``snapshots`` catalog has that ID with the same digest.
+    Returns {"ok": bool, "problems": [...], "snapshot_id": ...}.
     """
     uri = storage.Uri.parse(location)
     data = read_manifest(uri)
@@ -79,6 +92,25 @@ def verify(location: str) -> dict:
         raise SnapshotError("no manifest.json here", where=str(uri),
                             fix="pass a snapshot folder (<lake>/snapshots/<id>) or an exported copy")
     problems = []
+    sid = data["snapshot_id"]
+    try:
+        derived = Recipe.from_manifest(data["recipe"]).snapshot_id
+    except (KeyError, TypeError, ValueError, AttributeError):
+        derived = None
+    if derived != sid:
+        problems.append(f"manifest: its ID {sid} is not the ID of its recipe ({derived or 'unreadable recipe'})")
+    if uri.name.startswith(ID_PREFIX) and uri.name != sid:
+        problems.append(f"manifest: it names {sid} but the folder is {uri.name} (a copy of another snapshot?)")
+    if lake is None and uri.parent.name == "snapshots":
+        candidate = Lake(uri.parent.parent)
+        lake = candidate if candidate.exists() else None
+    if lake is not None:
+        catalog = lake.read(SNAPSHOTS.name, ["snapshot_id", "content_sha256"])
+        rows = [r for r in (catalog.to_pylist() if catalog is not None else []) if r["snapshot_id"] == sid]
+        if not rows:
+            problems.append(f"catalog: the lake's snapshots table has no row for {sid}")
+        elif any(r["content_sha256"] != data["content_sha256"] for r in rows):
+            problems.append(f"catalog: the snapshots table records another content_sha256 for {sid}")
     for name, expected in sorted(data["files"].items()):
         target = uri.join(name)
         try:
@@ -94,11 +126,14 @@ def verify(location: str) -> dict:
         try:
             con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(uri.join(ROWS_FILE)))}')")
             digest = content_digest(con)
+        except duckdb.Error as exc:
+            problems.append(f"{ROWS_FILE}: not readable Parquet ({str(exc).splitlines()[0]})")
+            digest = None
         finally:
             con.close()
-        if digest["content_sha256"] != data["content_sha256"]:
+        if digest is not None and digest["content_sha256"] != data["content_sha256"]:
             problems.append("rows: content digest differs from the manifest's content_sha256")
-    return {"ok": not problems, "problems": problems, "snapshot_id": data["snapshot_id"]}
+    return {"ok": not problems, "problems": problems, "snapshot_id": sid}
 
 
 def rebuild(lake: Lake, snapshot_id: str) -> dict:
@@ -114,20 +149,30 @@ def rebuild(lake: Lake, snapshot_id: str) -> dict:
     now_sql = current_sql_hashes()
     for name, digest in sorted(recipe.sql_sha256.items()):
         if now_sql.get(name) != digest:
-            differences.append(f"sql/{name}.sql changed since the snapshot was built")
+            state = "changed" if name in now_sql else "is no longer used"
+            differences.append(f"sql/{name}.sql {state} since the snapshot was built")
+    added = sorted(set(now_sql) - set(recipe.sql_sha256))
+    if added:
+        differences.append("SQL files the build uses now but did not then: " + ", ".join(f"sql/{n}.sql" for n in added))
     for table, version in sorted(recipe.input_versions.items()):
-        if lake.delta(table, version) is None:
+        try:
+            readable = lake.delta(table, version) is not None
+        except MermaidDataError:
+            readable = False
+        if not readable:
             differences.append(f"table {table} version {version} is no longer readable")
-    scratch = snapshots_root(lake).join(f".rebuild-{sid}-{uuid.uuid4().hex[:8]}")  # one per rebuild: they may run at once
-    storage.delete_prefix(scratch)
-    try:
-        result = build(lake, recipe, old["name"], old["message"], scratch, publish=False)
-        new = result.manifest
-    except Exception as exc:
+    with locks.lease(lake.uri, "snapshot rebuild", kind="rebuild", snapshot_id=sid,
+                     versions=recipe.input_versions) as held:
+        # one scratch folder per rebuild (they may run at once), named by its lease
+        scratch = snapshots_root(lake).join(f".rebuild-{sid}-{held.token}")
+        try:
+            result = build(lake, recipe, old["name"], old["message"], scratch, publish=False)
+            new = result.manifest
+        except Exception as exc:
+            storage.delete_prefix(scratch)
+            raise SnapshotError(f"rebuild of {sid} failed: {exc}", where=str(lake.uri),
+                                fix="; ".join(differences) or "see the error above") from exc
         storage.delete_prefix(scratch)
-        raise SnapshotError(f"rebuild of {sid} failed: {exc}", where=str(lake.uri),
-                            fix="; ".join(differences) or "see the error above") from exc
-    storage.delete_prefix(scratch)
     identical = new["content_sha256"] == old["content_sha256"]
     if not identical and not differences:
         for table, version in sorted(recipe.input_versions.items()):
@@ -189,22 +234,75 @@ def diff(lake: Lake, a: str, b: str) -> dict:
 
 
 def export(lake: Lake, snapshot_id: str, dest: str) -> str:
-    """Copy a snapshot (rows, manifest, reports) to ``dest`` so `snapshot verify DEST` accepts it."""
+    """Copy a snapshot (rows, manifest, reports) to ``dest`` so `snapshot verify DEST` accepts it.
+
+    ``dest`` must be new or an empty folder, and outside every lake: an export never overwrites
+    anything (a published snapshot least of all). Locally the copy is made beside ``dest`` and renamed
+    into place, so ``dest`` is either complete or absent.
+    """
     sid = resolve(lake, snapshot_id)
     src = snapshot_uri(lake, sid)
     target = storage.Uri.parse(dest)
+    _check_export_target(lake, target)
     data = read_manifest(src)
-    for name in (*sorted(data["files"]), MANIFEST_FILE):
-        if not src.is_s3 and not target.is_s3:
-            Path(target.key).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(src.key, name), Path(target.key, name))
-        else:
+    names = (*sorted(data["files"]), MANIFEST_FILE)
+    if target.is_s3 or src.is_s3:
+        for name in names:
             storage.write_bytes(target.join(name), storage.read_bytes(src.join(name)))
+        return str(target)
+    final = Path(target.key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final.with_name(f".{final.name}.export-{uuid.uuid4().hex[:8]}")
+    try:
+        scratch.mkdir()
+        for name in names:
+            shutil.copyfile(Path(src.key, name), scratch / name)
+        os.rename(scratch, final)  # replaces only an empty folder; fails if anything appeared meanwhile
+    except OSError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if final.exists():
+            raise _export_refused(target, "is not empty") from exc
+        raise
     return str(target)
 
 
+def _export_refused(target: storage.Uri, why: str) -> ConfigError:
+    return ConfigError(f"export destination {why}", where=str(target),
+                       fix="export to a new or empty folder outside the lake (e.g. ~/datasets/NAME)")
+
+
+def _is_lake_root(uri: storage.Uri) -> bool:
+    marker = uri.join("tables", "sources", "_delta_log")
+    if uri.is_s3:
+        return any(True for _ in storage.list_prefix(marker, recursive=False))
+    return Path(marker.key).is_dir() or Path(uri.key, "tables", "annotations").is_dir()
+
+
+def _check_export_target(lake: Lake, target: storage.Uri) -> None:
+    """Refuse a destination that holds anything, is a file, or lies inside a lake (this one or another)."""
+    root = str(lake.uri).rstrip("/") + "/"
+    if (str(target).rstrip("/") + "/").startswith(root):
+        raise _export_refused(target, f"is inside the lake {lake.uri}")
+    if target.is_s3:
+        if any(True for _ in storage.list_prefix(target)):
+            raise _export_refused(target, "is not empty")
+        parts = target.key.split("/")
+        ancestors = [storage.Uri("s3", target.bucket, "/".join(parts[:depth])) for depth in range(len(parts), -1, -1)]
+    else:
+        path = Path(target.key)
+        if path.is_file():
+            raise _export_refused(target, "is a file")
+        if path.is_dir() and any(path.iterdir()):
+            raise _export_refused(target, "is not empty")
+        ancestors = [storage.Uri.parse(str(p)) for p in (path, *path.parents)]
+    for ancestor in ancestors:
+        if _is_lake_root(ancestor):
+            raise _export_refused(target, f"is inside the lake {ancestor}")
+
+
 def pinned_versions(lake: Lake) -> dict[str, set[int]]:
-    """Every Delta version some published snapshot pins, per table."""
+    """Every Delta version some published snapshot pins, per table (a damaged manifest raises:
+    what it pins cannot be known)."""
     pins: dict[str, set[int]] = {}
     for sid in published_ids(lake):
         data = read_manifest(snapshot_uri(lake, sid))
@@ -213,34 +311,83 @@ def pinned_versions(lake: Lake) -> dict[str, set[int]]:
     return pins
 
 
-def vacuum(lake: Lake, *, dry_run: bool = False) -> dict[str, int]:
-    """Delete Delta files no longer needed, except those of the current and every pinned version."""
-    pins = pinned_versions(lake)
-    removed: dict[str, int] = {}
-    from mermaid_data.tables import TABLES
+#: How long vacuum waits for a create that is appending to the catalog (a moment, normally).
+CATALOG_WAIT_S = 120.0
+UNFINISHED = "snapshots (unfinished)"
 
-    for name in TABLES:
-        table = lake.delta(name)
-        if table is None:
-            continue
-        candidates = set(table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False))
-        keep: set[str] = set()
-        for version in pins.get(name, set()):
-            keep.update(lake.delta(name, version).get_add_actions(flatten=True).column("path").to_pylist())
-        base = storage.Uri.parse(lake.table_uri(name))
-        # deltalake lists every tombstone in the log, also those a previous vacuum already deleted:
-        # count (and delete) only the files still there, so a second vacuum reports 0.
-        doomed = sorted(c for c in candidates if c not in keep and storage.exists(base.join(c)))
-        removed[name] = len(doomed)
-        if dry_run:
-            continue
+
+def vacuum(lake: Lake, *, dry_run: bool = False) -> dict[str, int]:
+    """Delete the files no one needs (see the module docstring); return the count per table.
+
+    Key ``UNFINISHED`` counts the files of dead creates' and rebuilds' scratch folders.
+    """
+    with locks.exclusive(lake.uri, "writer", "vacuum"):
+        for name in TABLES:
+            damaged = health.check_log(lake, name)
+            if damaged is not None:
+                raise damaged
+        keep_versions = {name: set(v) for name, v in pinned_versions(lake).items()}
+        live, stale = locks.leases(lake.uri)
+        for held in stale:
+            held.release()
+        for held in live:
+            for table, version in (held.content.get("versions") or {}).items():
+                keep_versions.setdefault(table, set()).add(int(version))
+        for table, version in lake.versions().items():
+            keep_versions.setdefault(table, set()).add(version)
+        removed: dict[str, int] = {}
+        for name in TABLES:
+            if name == SNAPSHOTS.name:
+                with locks.exclusive(lake.uri, "catalog", "vacuum", wait_s=CATALOG_WAIT_S):
+                    removed[name] = _vacuum_table(lake, name, keep_versions.get(name, set()), dry_run)
+            else:
+                removed[name] = _vacuum_table(lake, name, keep_versions.get(name, set()), dry_run)
+        removed[UNFINISHED] = _count_unfinished(lake) if dry_run else reclaim_scratch(lake)
+    return removed
+
+
+def _count_unfinished(lake: Lake) -> int:
+    live, stale = locks.leases(lake.uri)
+    for held in stale:
+        held.release()
+    tokens = {held.token for held in live}
+    root = snapshots_root(lake)
+    if root.is_s3 or not Path(root.key).is_dir():
+        return 0
+    return sum(sum(1 for p in folder.rglob("*") if p.is_file()) for folder in Path(root.key).iterdir()
+               if folder.is_dir() and folder.name.startswith((".tmp-", ".rebuild-"))
+               and folder.name.rsplit("-", 1)[-1] not in tokens)
+
+
+def _vacuum_table(lake: Lake, name: str, versions: set[int], dry_run: bool) -> int:
+    """Delete the data files of ``name`` that neither its current version nor ``versions`` reference."""
+    table = lake.delta(name)
+    if table is None:
+        return 0
+    keep: set[str] = set()
+    for version in {table.version(), *versions}:
+        if version <= table.version():
+            keep.update(item["path"] for item in health.referenced_files(lake, name, version))
+    base = storage.Uri.parse(lake.table_uri(name))
+    doomed = sorted(o.relative_key for o in storage.list_prefix(base)
+                    if not o.relative_key.startswith(health.LOG_DIR + "/") and o.relative_key not in keep)
+    if not dry_run:
         for rel in doomed:
             target = base.join(rel)
             if target.is_s3:
                 storage.s3_client().delete_object(Bucket=target.bucket, Key=target.key)
             else:
                 Path(target.key).unlink(missing_ok=True)
-    return removed
+        if not base.is_s3:
+            _remove_empty_folders(Path(base.key))
+    return len(doomed)
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder, _dirs, _files in sorted(os.walk(root), key=lambda item: -len(item[0])):
+        if Path(folder) != root and health.LOG_DIR not in Path(folder).parts:
+            with contextlib.suppress(OSError):
+                Path(folder).rmdir()
 
 
 def _esc(text: str) -> str:

@@ -1,9 +1,10 @@
 """The recipe of a snapshot and the ID derived from it.
 
 The ID covers exactly what decides the rows: the Delta version of every input table, the normalized
-content hash of each spec CSV, the hash of each SQL file, the options, and ``SHAPING_SEMANTICS`` (bump
-it by hand when the meaning of a step changes without its SQL text changing). Name, message and the
-lake's URI are not part of it, nor is the package version.
+content hash of each spec CSV, the hash of every SQL file the build's statements are composed of (as
+the loader recorded them, see ``snapshot.queries``), the options, and ``SHAPING_SEMANTICS`` (bump it by
+hand when the meaning of a step changes without any SQL text changing). Name, message and the lake's
+URI are not part of it, nor is the package version.
 """
 
 from __future__ import annotations
@@ -12,24 +13,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from mermaid_data.snapshot import queries
 from mermaid_data.snapshot.spec import SpecTable
-from mermaid_data.sqlfiles import sql_sha256
 
 SHAPING_SEMANTICS = 1
 ID_PREFIX = "snap-"
-STEPS = (
-    "snapshot/01_map",
-    "snapshot/02_sources",
-    "snapshot/03_drop_growthforms",
-    "snapshot/04_rollup",
-    "snapshot/05_labels",
-    "snapshot/06_features",
-    "snapshot/07_limit",
-)
-STEP_VIEWS = ("step_map", "step_sources", "step_drop_growthforms", "step_rollup", "step_labels",
-              "step_features", "step_limit")
-NO_LIMIT_STEP = "snapshot/07_no_limit"
-SQL_FILES = ("snapshot/label_groups", *STEPS, NO_LIMIT_STEP, "snapshot/rows", "snapshot/digest", "views/macros")
 
 
 @dataclass(frozen=True)
@@ -78,4 +66,5 @@ class Recipe:
 
 
 def current_sql_hashes() -> dict[str, str]:
-    return {name: sql_sha256(name) for name in SQL_FILES}
+    """SHA-256 of every SQL file a build is composed of today (``queries.compose``)."""
+    return queries.compose().sha256()

@@ -8,6 +8,10 @@ benthic_attribute_name, growth_form_id, growth_form_name, updated_on, region_id,
 ``row`` and ``col`` are required (any case); a missing growth form may be NULL, '' or 'None' (all
 become ''). Parts whose all-NULL columns were written with Arrow type null are accepted. Feature
 vectors live beside the parquet as ``<image_id>_featurevector``.
+
+Column types are checked in every file before any value (``TYPES``): ids are text (or Parquet UUIDs),
+``row``/``col`` integers, ``updated_on`` a timestamp. A column of another type is an error naming the
+file, the column and both types; it is never cast.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 from mermaid_data import storage
 from mermaid_data.errors import SourceFormatError
-from mermaid_data.sources.columns import match_columns
+from mermaid_data.sources.columns import match_columns, normalize
 from mermaid_data.sqlfiles import load_sql
 
 REQUIRED = {
@@ -40,6 +44,66 @@ EXPECTED = {
     "benthic_attribute_id": "a UUID",
     "growth_form_id": "a UUID, or empty/'None' for no growth form",
 }
+
+
+#: Accepted Parquet column types (kinds, see ``_kind``) per column, and how the docs name them.
+TYPES = {
+    "id": ({"text", "uuid"}, "text (or UUID)"),
+    "image_id": ({"text", "uuid"}, "text (or UUID)"),
+    "row": ({"integer"}, "an integer type"),
+    "col": ({"integer"}, "an integer type"),
+    "benthic_attribute_id": ({"text", "uuid"}, "text (or UUID)"),
+    "growth_form_id": ({"text", "uuid", "null"}, "text (or UUID, or an all-NULL column)"),
+    "updated_on": ({"timestamp", "null"}, "a timestamp"),
+}
+
+
+def _kind(physical: str | None, converted: str | None, logical: str | None) -> str:
+    """A Parquet column's type as one word (from DuckDB's parquet_schema)."""
+    logical, converted, physical = logical or "", (converted or "").upper(), (physical or "").upper()
+    if logical.startswith("NullType"):
+        return "null"
+    if logical.startswith(("TimestampType", "TimeType")) or converted.startswith(("TIMESTAMP", "TIME_")) or \
+            physical == "INT96":
+        return "time" if logical.startswith("TimeType") or converted.startswith("TIME_") else "timestamp"
+    if logical.startswith("DateType") or converted == "DATE":
+        return "date"
+    if logical.startswith("DecimalType") or converted == "DECIMAL":
+        return "decimal"
+    if logical.startswith("UUIDType"):
+        return "uuid"
+    if physical == "BYTE_ARRAY":
+        return "text" if converted in ("UTF8", "ENUM", "JSON") or logical.startswith(("StringType", "EnumType",
+                                                                                      "JSONType")) else "binary"
+    if physical in ("INT32", "INT64"):
+        return "integer"
+    return {"FLOAT": "float", "DOUBLE": "float", "BOOLEAN": "boolean"}.get(physical, physical.lower() or "group")
+
+
+def check_types(con: duckdb.DuckDBPyConnection, uri: str) -> None:
+    """Every file's required (and ``updated_on``) columns have a documented type (``TYPES``), or raise
+    SourceFormatError naming the file, the column and the type found and expected. Metadata only."""
+    try:
+        rows = con.execute(
+            f"SELECT file_name, name, type, converted_type, logical_type FROM parquet_schema({_literal(uri)})"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise SourceFormatError(f"cannot read as parquet ({str(exc).splitlines()[0]})", where=uri, fix=FIX) from exc
+    wanted = {normalize(name): name for name in TYPES}
+    seen: set[tuple[str, str]] = set()
+    for file_name, name, physical, converted, logical in rows:
+        canonical = wanted.get(normalize(name or ""))
+        if canonical is None or (file_name, canonical) in seen:
+            continue
+        seen.add((file_name, canonical))
+        kind = _kind(physical, converted, logical)
+        accepted, expected = TYPES[canonical]
+        if kind not in accepted:
+            raise SourceFormatError(
+                f"column {name!r} has type {kind} ({physical}{'/' + converted if converted else ''}), expected {expected}",
+                where=str(file_name), column=canonical,
+                fix=f"write that column with the documented type (it is not converted); {FIX}",
+            )
 
 
 def _literal(text: str) -> str:
