@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from mermaid_data.demo import DemoSummary, generate_demo_sources
 from mermaid_data.ingest import ingest
 from mermaid_data.lake import Lake
 from mermaid_data.tables import TABLES
+
+from tests.support.processes import error_lines, kill9, run_cli, wait_until
 
 MERMAID_PARQUET = "mermaid/mermaid_confirmed_annotations.parquet"
 
@@ -164,3 +167,109 @@ def test_kill_9_mid_ingest_then_rerun_finishes(
         )
         assert again.versions_written == {} and lake.versions() == before
     assert any(text.startswith("killed") for text in landed), landed
+
+
+# --------------------------------------------------------------------------------------------------
+# leftovers of a killed ingest, and two ingests at once
+# --------------------------------------------------------------------------------------------------
+
+
+def data_files(lake_dir: Path) -> set[str]:
+    return {str(p) for p in (lake_dir / "tables").rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def ever_referenced(lake_dir: Path) -> set[str]:
+    """Every data file some version of some table references."""
+    out: set[str] = set()
+    for log in (lake_dir / "tables").glob("*/_delta_log"):
+        latest = DeltaTable(str(log.parent)).version()
+        for version in range(latest + 1):
+            out.update(DeltaTable(str(log.parent), version=version).file_uris())
+    return out
+
+
+@pytest.fixture(scope="module")
+def changed_medium(
+    tmp_path_factory: pytest.TempPathFactory, medium: tuple[DemoSummary, dict[tuple[str, str], int]]
+) -> tuple[Path, Path, dict[tuple[str, str], int]]:
+    """The medium sources ingested into a lake, then changed everywhere (a second ingest rewrites everything)."""
+    summary, expected = medium
+    root = tmp_path_factory.mktemp("crash-changed")
+    src = root / "src"
+    shutil.copytree(summary.dest, src)
+    lake_dir = root / "lake"
+    ingest(Lake.open(str(lake_dir)), mermaid_uri=str(src / MERMAID_PARQUET), coralnet_uri=str(src / "coralnet"),
+           api=str(src / "api"))
+    table = pq.read_table(src / MERMAID_PARQUET)
+    pq.write_table(table.slice(1), src / MERMAID_PARQUET)
+    changed = dict(expected)
+    changed[("mermaid", "mermaid")] -= 1
+    for source in (src / "coralnet").iterdir():
+        csv = source / "annotations.csv"
+        lines = csv.read_text().splitlines()
+        csv.write_text("\n".join(lines[:-1]) + "\n")
+        changed[("coralnet", str(int(source.name[1:])))] -= 1
+    return lake_dir, src, changed
+
+
+def test_a_killed_ingests_files_are_reclaimed_by_the_next_ingest_or_vacuum(
+    tmp_path: Path, changed_medium: tuple[Path, Path, dict[tuple[str, str], int]]
+) -> None:
+    """Bug pinned: a killed ingest left unreferenced Parquet files that `vacuum` never removed (155 files in
+    one run). The next ingest deletes what the dead one wrote (its files carry its lock's token) and rolls
+    back its commits; `vacuum` deletes every file no version needs."""
+    base, src, expected = changed_medium
+    for reclaim in ("ingest", "vacuum"):
+        lake_dir = tmp_path / reclaim
+        shutil.copytree(base, lake_dir)
+        before = data_files(lake_dir)
+        for _attempt in range(5):
+            process = start_ingest(lake_dir, src)
+            wait_until(lambda d=lake_dir, b=before: any("source_id=" in f and f not in b for f in data_files(d)),
+                       process)
+            kill9(process)
+            orphans = data_files(lake_dir) - ever_referenced(lake_dir)
+            if orphans:
+                break
+            shutil.rmtree(lake_dir)
+            shutil.copytree(base, lake_dir)
+        assert orphans, "the kill never landed while files were being written"
+        if reclaim == "ingest":
+            report = ingest(Lake.open(str(lake_dir)), mermaid_uri=str(src / MERMAID_PARQUET),
+                            coralnet_uri=str(src / "coralnet"), api=str(src / "api"))
+            assert any("uncommitted file(s) of the ingest that died" in w for w in report.warnings), report.warnings
+            assert not data_files(lake_dir) - ever_referenced(lake_dir), "the next ingest left orphans"
+            assert assert_consistent(lake_dir, expected) == expected
+        else:
+            dry = run_cli("vacuum", "--lake", str(lake_dir), "--dry-run")
+            assert dry.returncode == 0, dry.stderr
+            assert not orphans - data_files(lake_dir)
+            done = run_cli("vacuum", "--lake", str(lake_dir))
+            assert done.returncode == 0, done.stderr
+            assert not data_files(lake_dir) & orphans, "vacuum left the dead ingest's files"
+            assert_consistent(lake_dir, {**expected, **{k: v + 1 for k, v in expected.items()}})
+
+
+def test_two_ingests_at_once_serialize_or_fail_in_one_line(
+    tmp_path: Path, changed_medium: tuple[Path, Path, dict[tuple[str, str], int]]
+) -> None:
+    """Bug pinned: two ingests at once ended in a raw DeltaError / CommitFailedError. Now one writes; the other
+    either finds the work done (it ran after) or fails at once with one line saying another writer is active."""
+    base, src, expected = changed_medium
+    lake_dir = tmp_path / "lake"
+    shutil.copytree(base, lake_dir)
+    processes = [start_ingest(lake_dir, src) for _ in range(3)]
+    outcomes = []
+    for process in processes:
+        process.wait(timeout=300)
+        stderr = process.stderr.read().decode() if process.stderr else ""
+        outcomes.append((process.returncode, stderr))
+    assert sum(code == 0 for code, _ in outcomes) >= 1, outcomes
+    for code, stderr in outcomes:
+        assert "Traceback" not in stderr and "DeltaError" not in stderr and "CommitFailed" not in stderr, stderr
+        if code != 0:
+            errors = error_lines(stderr)
+            assert code == 2 and len(errors) == 1 and "another writer is active" in errors[0], stderr
+            assert "changed nothing" in errors[0]
+    assert any(code == 2 for code, _ in outcomes), "the ingests did not overlap: make the sources bigger"
+    assert assert_consistent(lake_dir, expected) == expected

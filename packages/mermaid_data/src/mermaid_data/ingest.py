@@ -835,6 +835,11 @@ def summarize(lake: Lake) -> dict[str, int]:
     try:
         row = con.execute(load_sql("ingest/summary")).fetchone()
         names = [d[0] for d in con.description]
+    except duckdb.Error as exc:
+        damaged = lake.damage(exc, lake.versions())
+        if damaged is None:
+            raise
+        raise damaged from exc
     finally:
         con.close()
     return {n: int(v or 0) for n, v in zip(names, row)}

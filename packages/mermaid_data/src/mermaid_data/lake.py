@@ -48,8 +48,8 @@ READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.E
 _EXPLAIN_ANALYZE = re.compile(r"^\s*EXPLAIN\s+ANALY[SZ]E\b", re.IGNORECASE)
 #: DuckDB messages that mean a file could not be read (as opposed to a mistake in the SQL).
 _FILE_TROUBLE = re.compile(
-    r"IO Error|magic bytes|Out of buffer|corrupt|decompress|zstd|snappy|thrift|No files found|"
-    r"Cannot open file|truncated|parquet", re.IGNORECASE)
+    r"IO Error|magic bytes|Out of buffer|corrupt|decompress|zstd|snappy|thrift|TProtocol|Invalid data|"
+    r"No files found|Cannot open file|truncated|parquet|footer|checksum", re.IGNORECASE)
 
 
 def _quote(text: str) -> str:
@@ -266,7 +266,14 @@ class Lake:
                 table = self.delta(name)
             else:
                 table = None
-            _create_scan_view(con, STORED_VIEWS.get(name, name), spec, table)
+            try:
+                _create_scan_view(con, STORED_VIEWS.get(name, name), spec, table)
+            except duckdb.Error as exc:  # a referenced file is missing or unreadable: name it
+                con.close()
+                damaged = self.damage(exc, {name: table.version()} if table is not None else {})
+                if damaged is None:
+                    raise
+                raise damaged from exc
         for statement in view_sql():
             con.execute(statement)
         # `SELECT * FROM snapshot('snap-…')`: a published snapshot's rows by ID.
@@ -292,11 +299,11 @@ class Lake:
         database, install or load an extension, or change a setting raises ``ReadOnlyError``, and DuckDB
         is locked down (no file outside the lake, no settings changes) behind that check.
         """
+        _refuse_writes(query)
         self.require()
         versions = self.versions_as_of(as_of) if as_of is not None else self.versions()
         con = self.connect(versions, read_only=True)
         try:
-            _refuse_writes(con, query)
             result = con.execute(query, params) if params else con.execute(query)
             return pl.from_arrow(result.to_arrow_table())
         except duckdb.Error as exc:
@@ -389,9 +396,20 @@ def _lock_down(con: duckdb.DuckDBPyConnection, lake: storage.Uri) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def _refuse_writes(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Raise ReadOnlyError for any statement of ``query`` that is not a read."""
-    for number, statement in enumerate(con.extract_statements(query), start=1):
+def _refuse_writes(query: str) -> None:
+    """Raise ReadOnlyError for any statement of ``query`` that is not a read (parsed by a bare, locked
+    connection: some statements touch files while they are parsed, e.g. IMPORT DATABASE)."""
+    parser = duckdb.connect()
+    try:
+        parser.execute("SET enable_external_access = false")
+        parser.execute("SET lock_configuration = true")
+        statements = parser.extract_statements(query)
+    except duckdb.Error as exc:
+        raise LakeError(f"query failed: {str(exc).splitlines()[0]}",
+                        fix="check the SQL; `mermaid-data sql \"SHOW TABLES\"` lists the views") from exc
+    finally:
+        parser.close()
+    for number, statement in enumerate(statements, start=1):
         kind = statement.type
         analyze = kind == duckdb.StatementType.EXPLAIN and _EXPLAIN_ANALYZE.match(statement.query or "")
         if kind in READ_STATEMENTS and not analyze:
