@@ -23,7 +23,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from mermaid_data import duck, storage
-from mermaid_data.errors import LakeError, ReadOnlyError
+from mermaid_data.errors import LakeDamagedError, LakeError, ReadOnlyError
 from mermaid_data.settings import get_settings
 from mermaid_data.sqlfiles import load_sql
 from mermaid_data.tables import INGEST_TABLES, SNAPSHOTS, SOURCES, TABLES, TableSpec
@@ -302,14 +302,24 @@ class Lake:
         _refuse_writes(query)
         self.require()
         versions = self.versions_as_of(as_of) if as_of is not None else self.versions()
-        con = self.connect(versions, read_only=True)
         try:
-            result = con.execute(query, params) if params else con.execute(query)
-            return pl.from_arrow(result.to_arrow_table())
-        except duckdb.Error as exc:
-            raise self.read_error(exc, versions) from exc
-        finally:
-            con.close()
+            con = self.connect(versions, read_only=True)
+            try:
+                result = con.execute(query, params) if params else con.execute(query)
+                return pl.from_arrow(result.to_arrow_table())
+            except duckdb.Error as exc:
+                raise self.read_error(exc, versions) from exc
+            finally:
+                con.close()
+        except LakeDamagedError as exc:
+            if as_of is None or "is missing" not in exc.problem or versions == self.versions():
+                raise
+            raise LakeError(
+                f"lake version {as_of} is no longer readable: {exc.where} was deleted by vacuum (it keeps the "
+                "latest lake version and the table versions published snapshots pin)",
+                where=str(self.uri),
+                fix="query a later lake version (see `mermaid-data history`) or a snapshot by ID",
+            ) from exc
 
     def read_error(self, exc: duckdb.Error, versions: Mapping[str, int]) -> LakeError:
         """A DuckDB error as one line: a refused access, a damaged lake file (named), or a SQL mistake."""
