@@ -31,12 +31,10 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from mermaid_data import duck, health, locks, storage
+from mermaid_data import duck, health, locks, recovery, storage
 from mermaid_data.delta_files import PartitionWriter
 from mermaid_data.errors import (
     LakeBusyError,
-    LakeDamagedError,
-    LakeError,
     MermaidDataError,
     ShrinkError,
     SourceFormatError,
@@ -56,13 +54,10 @@ from mermaid_data.tables import (
     LABEL_MAPPINGS,
     MERMAID_SOURCE_ID,
     SOURCES,
-    TABLES,
     TAXONOMY_SOURCE_ID,
     Site,
     TableSpec,
 )
-
-TABLES_BY_NAME = TABLES
 
 MERMAID_FEATURE_SUFFIX = "_featurevector"
 CORALNET_FEATURE_PREFIX = "i"
@@ -70,7 +65,6 @@ CORALNET_FEATURE_SUFFIX = ".featurevector"
 _BATCH_ROWS = 1 << 20
 #: A source whose row count falls by more than this fraction is reported (it is not refused).
 LARGE_DROP = 0.5
-TAXONOMY_TABLES = (BENTHIC_ATTRIBUTES, GROWTH_FORMS, LABEL_MAPPINGS)
 
 
 @dataclass
@@ -147,7 +141,7 @@ def _ingest(lake: Lake, writer: locks.Held | None, *, mermaid_uri, coralnet_uri,
             if damaged is not None:
                 raise damaged
     known = _known_sources(lake, repair=repair)
-    damage = _Damage() if dry_run else _find_damage(lake, known, deep=repair)
+    damage = recovery.Damage() if dry_run else recovery.find_damage(lake, known, deep=repair)
     new_source_rows: dict[tuple[str, str], dict] = {}
 
     # ---- plan: fingerprints of everything, so a bad or unreachable input fails before any write
@@ -247,7 +241,7 @@ def _ingest(lake: Lake, writer: locks.Held | None, *, mermaid_uri, coralnet_uri,
 
         # ---- every input is checked: clear what dead ingests left, then write
         report.warnings += damage.notes
-        report.warnings += _clear_leftovers(lake, writer)
+        report.warnings += recovery.clear_leftovers(lake, writer)
         for warning in report.warnings:
             progress.log(f"warning: {warning}")
         tag = writer.owner.token
@@ -308,7 +302,7 @@ def _ingest(lake: Lake, writer: locks.Held | None, *, mermaid_uri, coralnet_uri,
         # ---- sources last: the record that the work above is complete, and the new lake version
         merged = {**{k: v for k, v in known.items()}, **new_source_rows}
         if report.versions_written or any(merged.get(k) != known.get(k) for k in merged) or \
-                _behind_lake_version(lake):
+                recovery.behind_lake_version(lake):
             table = pa.Table.from_pylist(sorted(merged.values(), key=lambda r: (r["site"], r["source_id"])), schema=SOURCES.schema)
             tables = {name: v for name, v in lake.raw_versions().items() if name in INGEST_TABLE_NAMES and name != SOURCES.name}
             _overwrite_table(lake, SOURCES, table, report,
@@ -324,155 +318,7 @@ def _ingest(lake: Lake, writer: locks.Held | None, *, mermaid_uri, coralnet_uri,
     return report
 
 
-# ---- damage, leftovers and shrinkage ---------------------------------------------------------------
-
-
-@dataclass
-class _Damage:
-    """What the lake version references that is missing or damaged, and so must be ingested again."""
-
-    sources: set[tuple[str, str]] = field(default_factory=set)  # annotations partitions
-    features: set[tuple[str, str]] = field(default_factory=set)  # feature listings
-    taxonomy: bool = False
-    notes: list[str] = field(default_factory=list)
-    first: health.DamagedFile | None = None
-
-    def require_inputs(self, report: IngestReport, have_taxonomy: bool, lake: Lake) -> None:
-        """Refuse when a damaged source is not among this run's inputs (it cannot be healed)."""
-        given = {(str(p.site), p.source_id) for p in report.plan}
-        missing = sorted((self.sources | self.features) - given)
-        if self.taxonomy and not have_taxonomy:
-            missing.append(("api", TAXONOMY_SOURCE_ID))
-        if not missing:
-            return
-        names = ", ".join(f"{site}/{sid}" for site, sid in missing[:5]) + (" …" if len(missing) > 5 else "")
-        what = f"{self.first.uri} {self.first.problem}; " if self.first else ""
-        raise LakeDamagedError(
-            f"data of {names} is missing or damaged ({what}this run was not given {'it' if len(missing) == 1 else 'them'})",
-            where=str(lake.uri),
-            fix="run `mermaid-data ingest --repair` with the sources that hold them (--mermaid, --coralnet ROOT, --api) "
-            "to ingest them again",
-        )
-
-
-def _find_damage(lake: Lake, known: dict, *, deep: bool) -> _Damage:
-    """Files of the latest lake version that are missing or of the wrong size (and with ``deep`` also
-    unreadable, or fewer rows than ``sources`` records), mapped to the sources they belong to."""
-    damage = _Damage()
-    pinned = {}
-    versions = lake.versions()
-    for name in INGEST_TABLE_NAMES:
-        version = versions.get(name)
-        if version is None:
-            continue
-        try:
-            lake.delta(name, version)
-            pinned[name] = version
-        except LakeError:  # a log file was moved aside after damage: heal from the table as it is now
-            if not deep:
-                raise
-            current = lake.delta(name)
-            if current is not None:
-                pinned[name] = current.version()
-            damage.notes.append(f"table {name}: lake version names version {version}, which is gone; "
-                                f"repairing from version {pinned.get(name)}")
-            _everything(damage, name, known)
-    for found in health.find_damaged_files(lake, pinned, deep=deep):
-        damage.first = damage.first or found
-        damage.notes.append(f"repair: {found.uri} {found.problem}")
-        _mark(damage, found.table, found.partition)
-    if deep and ANNOTATIONS.name in pinned:
-        counted: dict[tuple[str, str], int] = {}
-        for item in health.referenced_files(lake, ANNOTATIONS.name, pinned[ANNOTATIONS.name]):
-            key = (item["partition"].get("site"), item["partition"].get("source_id"))
-            counted[key] = counted.get(key, 0) + int(item["rows"] or 0)
-        for (site, sid), row in known.items():
-            if site in (Site.MERMAID, Site.CORALNET) and int(row.get("row_count") or 0) != counted.get((site, sid), 0):
-                damage.sources.add((site, sid))
-                damage.notes.append(f"repair: {site}/{sid} holds {counted.get((site, sid), 0):,} rows where sources "
-                                    f"records {int(row.get('row_count') or 0):,}")
-    return damage
-
-
-def _mark(damage: _Damage, table: str, partition: dict) -> None:
-    key = (partition.get("site"), partition.get("source_id"))
-    if table == ANNOTATIONS.name:
-        damage.sources.add(key)
-    elif table == FEATURES.name:
-        damage.features.add(key)
-    elif table in {spec.name for spec in TAXONOMY_TABLES}:
-        damage.taxonomy = True
-
-
-def _everything(damage: _Damage, table: str, known: dict) -> None:
-    for site, sid in known:
-        if site == "api":
-            if table in {spec.name for spec in TAXONOMY_TABLES}:
-                damage.taxonomy = True
-        elif table == ANNOTATIONS.name:
-            damage.sources.add((site, sid))
-        elif table == FEATURES.name:
-            damage.features.add((site, sid))
-
-
-def _behind_lake_version(lake: Lake) -> bool:
-    """True when a table's latest version is not the one the latest lake version records."""
-    latest = lake.lake_version()
-    if latest is None:
-        return False
-    raw = lake.raw_versions()
-    return any(raw.get(name) != version for name, version in latest.tables.items() if name != SOURCES.name)
-
-
-def _clear_leftovers(lake: Lake, writer: locks.Held) -> list[str]:
-    """Delete the uncommitted files of the ingest that died holding the lock, and roll back the commits
-    of ingests that never completed (tables ahead of the latest lake version). Returns what was done."""
-    notes = []
-    if writer.previous is not None:
-        table = lake.delta(ANNOTATIONS.name)
-        committed = {item["path"] for item in health.referenced_files(lake, ANNOTATIONS.name, table.version())} \
-            if table is not None else set()
-        base = storage.Uri.parse(lake.table_uri(ANNOTATIONS.name))
-        token = writer.previous.token
-        orphans = [o.relative_key for o in storage.list_prefix(base)
-                   if token in o.relative_key and o.relative_key not in committed]
-        for rel in orphans:
-            _delete(base.join(*rel.split("/")))
-        if orphans:
-            notes.append(f"deleted {len(orphans)} uncommitted file(s) of the ingest that died ({writer.previous.describe()})")
-    latest = lake.lake_version()
-    if latest is None:
-        return notes
-    for name in INGEST_TABLE_NAMES:
-        if name == SOURCES.name:
-            continue
-        table = lake.delta(name)
-        if table is None:
-            continue
-        base = latest.tables.get(name)
-        if base is not None and table.version() <= base:
-            continue
-        properties = CommitProperties(custom_metadata={"mermaid.sources": "rollback of an unfinished ingest",
-                                                       "mermaid.rows_removed": "0"})
-        if base is None:  # created by an ingest that never completed
-            spec = TABLES_BY_NAME[name]
-            write_deltalake(lake.table_uri(name), spec.schema.empty_table(), mode="overwrite",
-                            partition_by=list(spec.partition_by) or None, schema_mode="overwrite",
-                            storage_options=storage.delta_storage_options(), commit_properties=properties)
-        else:
-            table.restore(base, commit_properties=properties)
-        notes.append(f"rolled back {name} from version {table.version()} to the lake version's "
-                     f"{'empty table' if base is None else f'version {base}'} (an ingest that did not complete)")
-    return notes
-
-
-def _delete(uri: storage.Uri) -> None:
-    if uri.is_s3:
-        storage.s3_client().delete_object(Bucket=uri.bucket, Key=uri.key)
-    else:
-        from pathlib import Path
-
-        Path(uri.key).unlink(missing_ok=True)
+# ---- nothing lost: the shrink guard ---------------------------------------------------------------
 
 
 def _table_rows(lake: Lake, name: str) -> int:
@@ -526,7 +372,7 @@ def _stage_taxonomy(taxonomy: Taxonomy, api: str) -> dict[TableSpec, pa.Table]:
     return out
 
 
-def _action(known: dict, site: str, source_id: str, fingerprint: str, damage: _Damage) -> str:
+def _action(known: dict, site: str, source_id: str, fingerprint: str, damage: recovery.Damage) -> str:
     prior = known.get((site, source_id))
     if prior is None:
         return "new"
