@@ -16,6 +16,7 @@ from mermaid_data.cli import app
 from mermaid_data.demo import DemoSummary
 from mermaid_data.errors import LakeBusyError
 from mermaid_data.lake import Lake
+from mermaid_data.snapshot.lifecycle import vacuum
 from typer.testing import CliRunner
 
 from tests.support.s3 import S3Server
@@ -76,6 +77,20 @@ def test_a_live_writer_on_s3(s3: S3Server, s3_bucket, demo_sources: DemoSummary,
     check_writer_lock(uri, demo_sources)
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket, Prefix="lake/_locks/").get("Contents", [])]
     assert keys == []
+
+    # a dead create's in-place objects are reclaimed by vacuum; a live create's are not
+    lake = storage.Uri.parse(uri)
+    dead = {"owner": {**locks.Owner.me("snapshot create").__dict__, "pid": dead_pid()}, "renewed_at": time.time(),
+            "content": {"kind": "create", "snapshot_id": "snap-dead", "versions": {}}}
+    storage.write_bytes(lake.join("_locks", "inflight", "dead.json"), json.dumps(dead).encode())
+    storage.write_bytes(lake.join("snapshots", "snap-dead", "rows.parquet"), b"half written")
+    with locks.lease(lake, "snapshot create", kind="create", snapshot_id="snap-live", versions={}):
+        storage.write_bytes(lake.join("snapshots", "snap-live", "rows.parquet"), b"being written")
+        removed = vacuum(Lake.open(uri))
+        assert removed["snapshots (unfinished)"] == 1
+        assert not storage.exists(lake.join("snapshots", "snap-dead", "rows.parquet"))
+        assert not storage.exists(lake.join("_locks", "inflight", "dead.json"))
+        assert storage.exists(lake.join("snapshots", "snap-live", "rows.parquet"))
 
 
 def test_a_dead_holders_lock_is_taken_over_on_s3(s3: S3Server, s3_bucket) -> None:
