@@ -106,8 +106,8 @@ def sql(
     as_of: Annotated[str | None, typer.Option("--as-of", metavar="VERSION|TIME", help="annotations Delta version (others as of its time) or an ISO time")] = None,
 ) -> None:
     """Run SQL over views of every lake table plus annotations_mapped."""
-    chosen = resolve_format(format, output)
     check_output(output)
+    chosen = resolve_format(format, output)
     check_as_of(as_of)
     frame = open_lake(lake, exists=True).sql(query, as_of=as_of)
     write_frame(frame, chosen, output)

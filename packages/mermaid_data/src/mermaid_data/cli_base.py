@@ -162,11 +162,17 @@ class _Group(TyperGroup):
 
 
 class BoundaryGroup(_Group):
-    """The root group: parses the root options, then runs the command inside the error boundary."""
+    """The root group: parses the root options, then runs the command inside the error boundary.
+
+    ``program`` (set by ``make_app``) names the program in usage lines and hints, however it was started
+    (console script, ``python -m``, a test's CliRunner).
+    """
+
+    program: str | None = None
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
-            return super().make_context(info_name, args, parent=parent, **extra)
+            return super().make_context(self.program or info_name, args, parent=parent, **extra)
         except BaseException as exc:
             if _passes_through(exc):
                 raise
@@ -187,8 +193,9 @@ class BoundaryGroup(_Group):
 
 def make_app(distribution: str, *, help: str | None) -> typer.Typer:
     """A Typer app with the boundary, ``-h``, ``--version`` (of ``distribution``) and ``--debug``."""
+    group = type("BoundaryGroup", (BoundaryGroup,), {"program": distribution})
     app = typer.Typer(
-        cls=BoundaryGroup,
+        cls=group,
         help=_plain(help),
         no_args_is_help=True,
         add_completion=False,

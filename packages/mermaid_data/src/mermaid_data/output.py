@@ -216,7 +216,8 @@ def print_report(report, lake) -> None:
     else:
         target.print("nothing changed: no new table versions")
     if report.summary:
-        summary = Table(title=escape(f"lake {lake}"))
+        target.print(f"lake {escape(str(lake))}:", soft_wrap=True)
+        summary = Table()
         summary.add_column("figure")
         summary.add_column("value", justify="right")
         for key, value in report.summary.items():
