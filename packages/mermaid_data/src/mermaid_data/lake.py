@@ -119,7 +119,8 @@ class Lake:
         if not os.access(folder, os.W_OK):
             number = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
             problem, fix = OS_ERRORS[number]
-            raise StorageError(f"cannot write the lake: {folder}: {problem}", where=str(self.uri), fix=fix,
+            detail = "" if str(folder) == self.uri.key else f" ({folder}, where it would be made)"
+            raise StorageError(f"cannot write the lake: {problem}{detail}", where=str(self.uri), fix=fix,
                                errno=number)
 
     def _refuse_a_file(self) -> None:
