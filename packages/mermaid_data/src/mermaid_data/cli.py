@@ -220,7 +220,7 @@ def snapshot_show(
         console.print_json(dumps(data))
         return
     recipe = data["recipe"]
-    console.print(f"[bold]{data['snapshot_id']}[/] {data['name']!r} created {data['created_at']}: {data['row_count']:,} rows, "
+    console.print(f"[bold]{data['snapshot_id']}[/] {escape(repr(data['name']))} created {data['created_at']}: {data['row_count']:,} rows, "
                   f"{data['duplicate_points']:,} duplicate points, content_sha256 {data['content_sha256']}", soft_wrap=True)
     console.print(f"message: {data['message']}", markup=False, soft_wrap=True)
     console.print("inputs: " + ", ".join(f"{k}@v{v}" for k, v in recipe["input_versions"].items()), soft_wrap=True)

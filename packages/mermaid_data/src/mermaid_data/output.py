@@ -250,7 +250,9 @@ def print_summary(title: str, summary: Any) -> None:
             text = "yes" if value else "no"
         elif isinstance(value, int):
             text = f"{value:,}"
-        elif isinstance(value, (list, tuple, dict)):
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
             text = f"{len(value):,} item(s)" if len(value) > 8 else ", ".join(map(str, value))
         else:
             text = str(value)
