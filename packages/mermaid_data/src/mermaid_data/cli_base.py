@@ -41,7 +41,7 @@ def fail(exc: BaseException, *, debug: bool | None = None) -> NoReturn:
     """Report ``exc`` as one line (the traceback first under ``--debug``) and exit non-zero."""
     from mermaid_data.output import print_error
 
-    if debug if debug is not None else debug_requested():
+    if debug_requested() if debug is None else debug:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, KeyboardInterrupt):
         print_error(MermaidDataError("interrupted", fix="run the command again to finish"))
