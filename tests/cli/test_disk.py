@@ -161,7 +161,7 @@ def test_ingest_onto_a_full_disk(tmp_path: Path, lake: Path, sources: Path) -> N
     used_kib = int(subprocess.run(["du", "-sk", str(lake)], capture_output=True, text=True, check=False).stdout.split()[0])
     outcome = run_on_tmpfs(tmp_path, lake, "small", f"{used_kib + 256}k", *ingest_args(sources))
     line = one_line_error(outcome)
-    assert "disk full" in line, line
+    assert line.startswith(f"error: {tmp_path / 'mnt' / 'lake'}") and "disk full" in line, line
     assert_names_fix(line)
     assert outcome.logs_after == outcome.logs_before, "a failed ingest must commit nothing"
     assert outcome.count_after.splitlines() == ["n", "3"]
@@ -181,6 +181,6 @@ def test_snapshot_create_onto_a_full_disk(tmp_path: Path, lake: Path) -> None:
     """Bug pinned: `snapshot create` on a full disk printed a traceback."""
     outcome = run_on_tmpfs(tmp_path, lake, "full", "1m", "snapshot", "create", "--lake", "MNT/lake")
     line = one_line_error(outcome)
-    assert "disk full" in line
+    assert str(tmp_path / "mnt" / "lake") in line and "disk full" in line, line
     assert outcome.logs_after == outcome.logs_before
     assert not [p for p in outcome.listing if p.startswith("./lake/snapshots/snap-")], outcome.listing

@@ -8,6 +8,8 @@ shows the traceback) and checks its options before any heavy work. Printing live
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from mermaid_data.cli_base import make_app, user_errors  # user_errors: not needed (kept for old code)
-from mermaid_data.errors import ConfigError
+from mermaid_data.errors import ConfigError, StorageError, from_exception
 from mermaid_data.output import (  # also imported from here by mermaid_train (print_report, write_frame)
     Format,
     TextFormat,
@@ -48,6 +50,18 @@ def open_lake(uri: str | None, *, exists: bool = False, writable: bool = False):
     if exists:
         lake.require()
     return lake
+
+
+@contextmanager
+def writing(lake) -> Iterator[None]:
+    """Name the lake in an OS error (a full disk) that does not say which file it hit."""
+    try:
+        yield
+    except Exception as exc:
+        error = from_exception(exc, where=str(lake))
+        if isinstance(error, StorageError):
+            raise error from exc
+        raise
 
 
 def read_sources_csv(path: Path) -> list[str]:
@@ -90,10 +104,11 @@ def ingest(
     api_uri = settings.api_url if api is None else (None if api.lower() == "none" else api)
     only = read_sources_csv(coralnet_sources) if coralnet_sources else None
     the_lake = open_lake(lake, writable=not dry_run)
-    report = run_ingest(
-        the_lake, mermaid_uri=mermaid_uri, coralnet_uri=coralnet_uri, coralnet_sources=only,
-        api=api_uri, dry_run=dry_run, progress=default_progress(),
-    )
+    with writing(the_lake):
+        report = run_ingest(
+            the_lake, mermaid_uri=mermaid_uri, coralnet_uri=coralnet_uri, coralnet_sources=only,
+            api=api_uri, dry_run=dry_run, progress=default_progress(),
+        )
     print_report(report, the_lake)
 
 
@@ -180,8 +195,9 @@ def snapshot_create(
         message=message,
     )
     spec.validate()
-    result = create_snapshot(open_lake(lake, exists=True, writable=not dry_run), spec, dry_run=dry_run,
-                             progress=default_progress())
+    the_lake = open_lake(lake, exists=True, writable=not dry_run)
+    with writing(the_lake):
+        result = create_snapshot(the_lake, spec, dry_run=dry_run, progress=default_progress())
     print_stage_counts(result.manifest)
     for warning in result.warnings or result.manifest.get("warnings", []):
         print_warning(warning)
@@ -341,7 +357,8 @@ def vacuum(
     from mermaid_data.snapshot.lifecycle import vacuum as run_vacuum
 
     the_lake = open_lake(lake, exists=True, writable=not dry_run)
-    removed = run_vacuum(the_lake, dry_run=dry_run)
+    with writing(the_lake):
+        removed = run_vacuum(the_lake, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()))
 

@@ -121,24 +121,26 @@ def one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def from_exception(exc: BaseException) -> MermaidDataError:
-    """Any exception as a ``MermaidDataError``: ours as they are, OS errors named, anything else a bug."""
+def from_exception(exc: BaseException, *, where: str | None = None) -> MermaidDataError:
+    """Any exception as a ``MermaidDataError``: ours as they are, OS errors named, anything else a bug.
+
+    ``where`` (e.g. the lake being written) names an OS error that does not say which file it hit.
+    """
     if isinstance(exc, MermaidDataError):
         return exc
     if isinstance(exc, OSError) and exc.errno in OS_ERRORS:
         problem, fix = OS_ERRORS[exc.errno]
-        where = None
         if exc.filename is not None:
             where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
         return StorageError(problem, where=where, fix=fix, errno=exc.errno)
     text = one_line(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
-        where = str(exc.filename) if exc.filename is not None else None
+        where = str(exc.filename) if exc.filename is not None else where
         return StorageError(exc.strerror.lower(), where=where, fix="check the path and the disk", errno=exc.errno)
     for pattern, number in _OS_ERROR_TEXT:
         if pattern.search(text):
             problem, fix = OS_ERRORS[number]
-            return StorageError(f"{problem} ({text})", fix=fix, errno=number)
+            return StorageError(f"{problem} ({text})", where=where, fix=fix, errno=number)
     if isinstance(exc, MemoryError) or _MEMORY_TEXT.search(text):
         return MermaidDataError(
             f"out of memory ({text})",
