@@ -119,10 +119,9 @@ def test_a_cycle_in_the_tree_is_one_line_not_an_endless_recursion(tree_lake: Lak
     lake = broken_lake(tree_lake, tmp_path, {**BA_PARENTS, T[2]: T[4]})
     result = CliRunner().invoke(app, ["spec", "rollups", "--to", "root", "--lake", str(lake.uri),
                                       "--output", str(tmp_path / "r.csv")])
-    assert_one_line_error(result, [
-        "benthic attribute parents form a cycle: "
-        f"Acroporidae ({T[2]}) -> Acropora cervicornis ({T[4]}) -> Acropora ({T[3]}) -> Acroporidae ({T[2]})",
-        "(and 2 more)", "benthic_attributes", "Fix: fix the parents"])
+    cycle = f"Acroporidae ({T[2]}) -> Acropora cervicornis ({T[4]}) -> Acropora ({T[3]}) -> Acroporidae ({T[2]})"
+    assert_one_line_error(result, [f"benthic attribute parents form a cycle: {cycle} (and 2 more)",
+                                   "benthic_attributes", "Fix: fix the parents"])
     assert not (tmp_path / "r.csv").exists()
     with pytest.raises(errors.TaxonomyError):
         rollup_spec(lake, "depth 2")
