@@ -364,8 +364,7 @@ def _emit_spec(result, output: Path | None) -> None:
         sys.stdout.write(result.to_csv())
     else:
         result.write(output)
-    target = f" to {output}" if output else ""
-    err.print(f"wrote {result.summary()}{target}", highlight=False, soft_wrap=True)
+    err.print(f"wrote {output or 'stdout'}: {result.summary()}", highlight=False, soft_wrap=True)
 
 
 @spec_app.command("rollups")
