@@ -355,7 +355,7 @@ def vacuum(lake: LakeOpt = None, dry_run: Annotated[bool, typer.Option("--dry-ru
 
 spec_app = typer.Typer(no_args_is_help=True, help="Starter spec CSVs from the lake, for snapshot create / DatasetOptions.")
 app.add_typer(spec_app, name="spec")
-SpecOutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Write the CSV to this file (default: stdout)")]  # noqa: UP045
+SpecOutputOpt = Annotated[CsvOpt, typer.Option("--output", help="Write the CSV to this file (default: stdout)")]
 
 
 def _emit_spec(result, output: Path | None) -> None:
@@ -385,7 +385,7 @@ def spec_rollups(
 @user_errors
 def spec_labels(
     min_annotations: Annotated[int, typer.Option("--min-annotations", help="Keep classes with at least N annotations")],
-    top: Annotated[Optional[int], typer.Option("--top", help="Keep only the K largest of those")] = None,  # noqa: UP045
+    top: Annotated[int | None, typer.Option("--top", help="Keep only the K largest of those")] = None,
     rollups: Annotated[CsvOpt, typer.Option("--rollups", help="Rollup CSV applied first (as snapshot create --rollups)")] = None,
     drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Set every growth form to none (before rollups)")] = False,
     coralnet_sources: Annotated[CsvOpt, typer.Option("--coralnet-sources", help="CSV with column id: CoralNet sources counted (none = no CoralNet)")] = None,
