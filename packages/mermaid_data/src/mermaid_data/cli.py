@@ -70,7 +70,7 @@ def ingest(
     mermaid: Annotated[str | None, typer.Option(help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
     coralnet: Annotated[str | None, typer.Option(help="Root URI holding s<id>/annotations.csv")] = None,
     coralnet_sources: Annotated[Path | None, typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
-    api: Annotated[str | None, typer.Option(help="MERMAID API base URL or a local directory of pages; 'none' skips")] = None,
+    api: Annotated[str | None, typer.Option(help="MERMAID API base URL, a local directory of pages, 'bundled' (the taxonomy shipped with mermaid-data) or 'none' (skip)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with row counts; write nothing")] = False,
 ) -> None:
     """Materialize MERMAID and CoralNet annotations and the MERMAID taxonomy into the lake."""
@@ -336,6 +336,29 @@ def snapshot_export(snapshot_id: str, dest: str, lake: LakeOpt = None) -> None:
     from mermaid_data.snapshot.lifecycle import export
 
     console.print(f"exported to {export(Lake.open(lake), snapshot_id, dest)}; check it with `mermaid-data snapshot verify {dest}`")
+
+
+taxonomy_app = typer.Typer(no_args_is_help=True, help="The public MERMAID taxonomy bundled with mermaid-data.")
+app.add_typer(taxonomy_app, name="taxonomy")
+
+
+@taxonomy_app.command("snapshot")
+@user_errors
+def taxonomy_snapshot(
+    dest: Annotated[Path, typer.Argument(help="Folder to write the bundle into (the package's own: packages/mermaid_data/src/mermaid_data/taxonomy/data)")],
+    api: Annotated[str, typer.Option("--api", help="MERMAID API base URL (e.g. https://api.datamermaid.org/v1/) or a folder of saved API pages")],
+    label_counts: Annotated[Path | None, typer.Option("--label-counts", help="CSV of CoralNet label counts (CoralNetID, Public annotation count); default: keep the bundled counts")] = None,
+) -> None:
+    """Write the taxonomy bundle (BAs, GFs, CoralNet label mappings and counts) from API pages."""
+    from mermaid_data.taxonomy import snapshot_taxonomy
+
+    result = snapshot_taxonomy(api, dest, label_counts_csv=label_counts)
+    console.print(f"wrote {result.benthic_attributes} benthic attributes, {result.growth_forms} growth forms, "
+                  f"{result.label_mappings} label mappings of {result.coralnet_labels} CoralNet labels to {result.dest}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"label counts from {result.counts_from}"
+                  + (f"; {result.labels_without_count} label(s) without a count (written as 0)" if result.labels_without_count else ""),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
