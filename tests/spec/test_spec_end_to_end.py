@@ -113,8 +113,9 @@ def test_sources_csv_selects_those_sources(base, sources_csv) -> None:
 @pytest.mark.parametrize("level, drop", [("root", False), ("root", True), ("deepest-1", False)])
 def test_rollups_csv_moves_every_row_to_its_ancestor(lake: Lake, taxonomy: Taxonomy, base, sources_csv,
                                                      tmp_path: Path, level: str, drop: bool) -> None:
-    max_depth = max(taxonomy.depth(ba) for ba in taxonomy.parents)
-    depth = 1 if level == "root" else max(1, max_depth - 1)
+    # one level above the deepest BA the snapshot holds, so that some rows move
+    deepest = max(taxonomy.depth(ba) for ba in base[2]["benthic_attribute_id"].unique())
+    depth = 1 if level == "root" else max(1, deepest - 1)
     path = tmp_path / "rollups.csv"
     cli("spec", "rollups", "--to", f"depth {depth}" if depth > 1 else "root", "--lake", str(lake.uri),
         "--output", str(path), *(["--drop-growthforms"] if drop else []))
