@@ -71,6 +71,10 @@ class SnapshotError(MermaidDataError):
     """A snapshot cannot be built, found or verified (too many missing features, unknown ID, ...)."""
 
 
+class TaxonomyError(LakeError):
+    """The lake's benthic attribute tree cannot be walked: a cycle in parent_id, or an unknown parent."""
+
+
 class StorageError(MermaidDataError):
     """A file or folder cannot be read or written: disk full, read-only, no permission, no such path.
 
