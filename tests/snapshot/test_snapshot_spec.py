@@ -50,9 +50,7 @@ def test_bad_spec_on_the_command_line_is_one_line_exit_2(golden_lake: Lake) -> N
 
 
 @pytest.mark.parametrize(("option", "case"), [("--include", "bad_include_no_rows"),
-                                              ("--exclude", "bad_exclude_no_rows"),
-                                              ("--rollups", "bad_rollups_no_rows"),
-                                              ("--coralnet-sources", "bad_sources_no_rows")])
+                                              ("--exclude", "bad_exclude_no_rows")])
 def test_header_only_spec_csv_is_refused_on_the_command_line(golden_lake: Lake, option: str, case: str) -> None:
     """Bug pinned: `snapshot create --include header-only.csv` published a 0-row snapshot (exit 0)."""
     path = next((CASES / case).glob("*.csv"))

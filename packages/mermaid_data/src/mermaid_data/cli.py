@@ -66,10 +66,15 @@ def writing(lake) -> Iterator[None]:
 
 
 def read_sources_csv(path: Path) -> list[str]:
-    """CoralNet source ids from a CSV with an ``id`` column (extra columns ignored)."""
+    """CoralNet source ids from a CSV with an ``id`` column (extra columns ignored); at least one."""
+    from mermaid_data.errors import SourceFormatError
     from mermaid_data.snapshot.spec import read_spec_csv
 
-    return [row[0] for row in read_spec_csv(path, "sources").rows]
+    ids = [row[0] for row in read_spec_csv(path, "sources").rows]
+    if not ids:  # ingest would read no CoralNet source at all: surely the wrong file
+        raise SourceFormatError("a header but no rows (no source ids)", where=str(path), row=2,
+                                fix="list the CoralNet source ids to ingest, or leave out --coralnet-sources")
+    return ids
 
 
 def check_as_of(as_of: str | None) -> None:
