@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     )
     network_timeout_s: float = Field(default=10.0, validation_alias="MERMAID_NETWORK_TIMEOUT_S")
     network_retries: int = Field(default=3, validation_alias="MERMAID_NETWORK_RETRIES")
+    api_deadline_s: float = Field(default=60.0, gt=0, validation_alias="MERMAID_API_DEADLINE_S")
     duckdb_memory_limit: str = Field(default="3GB", validation_alias="MERMAID_DUCKDB_MEMORY_LIMIT")
 
 
