@@ -73,20 +73,37 @@ def strict_s3(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSummar
         server.stop()
 
 
-@pytest.fixture
-def aws_env(strict_s3: StrictS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No AWS_* variable but the endpoint and region; config files that do not exist (never ~/.aws);
-    signatures required. Returns a folder for the test's AWS config files."""
+def _isolate(monkeypatch: pytest.MonkeyPatch, strict_s3: StrictS3, aws_dir: Path) -> None:
+    """No AWS_* variable but the endpoint and region; config files that do not exist (never ~/.aws)."""
     for name in list(os.environ):
         if name.startswith("AWS_") or name == "MERMAID_S3_ANONYMOUS":
             monkeypatch.delenv(name)
-    aws_dir = tmp_path / "aws"
-    aws_dir.mkdir()
     monkeypatch.setenv("AWS_ENDPOINT_URL", strict_s3.server.endpoint_url)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_dir / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(aws_dir / "credentials"))
+
+
+@pytest.fixture(scope="module")
+def public_lake(
+    strict_s3: StrictS3, demo_sources: DemoSummary, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A lake in the public bucket, written with the admin's keys."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _isolate(monkeypatch, strict_s3, tmp_path_factory.mktemp("aws"))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", strict_s3.admin[0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", strict_s3.admin[1])
+        _ingest(demo_sources, PUBLIC, f"s3://{PUBLIC}/lake")
+    return f"s3://{PUBLIC}/lake"
+
+
+@pytest.fixture
+def aws_env(strict_s3: StrictS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``_isolate``d, and signatures required. Returns a folder for the test's AWS config files."""
+    aws_dir = tmp_path / "aws"
+    aws_dir.mkdir()
+    _isolate(monkeypatch, strict_s3, aws_dir)
     strict_s3.server.require_signatures(True)
     return aws_dir
 
@@ -98,8 +115,9 @@ def _lake_bucket(strict_s3: StrictS3, name: str) -> str:
     return name
 
 
-def _use_every_client(demo_sources: DemoSummary, bucket: str, lake_uri: str | None) -> None:
-    """boto3 lists, DuckDB reads Parquet and CSV, deltalake writes (ingest) and reads (Lake.sql) a lake."""
+def _use_every_client(demo_sources: DemoSummary, bucket: str, lake_uri: str, *, write: bool = True) -> None:
+    """boto3 lists, DuckDB reads Parquet and CSV, deltalake writes (ingest, unless not ``write``) and
+    reads (Lake.sql) a lake."""
     listed = list(storage.list_prefix(storage.Uri.parse(f"s3://{bucket}/{CORALNET}")))
     csvs = sorted(o.relative_key for o in listed if o.relative_key.endswith("/annotations.csv"))
     assert len(csvs) == demo_sources.coralnet_sources
@@ -108,14 +126,16 @@ def _use_every_client(demo_sources: DemoSummary, bucket: str, lake_uri: str | No
     try:
         mermaid = con.execute(f"SELECT count(*) FROM read_parquet('s3://{bucket}/{MERMAID}')").fetchone()
         assert mermaid == (demo_sources.mermaid_rows,)
-        coralnet = con.execute(f"SELECT count(*) FROM read_csv('s3://{bucket}/{CORALNET}/{csvs[0]}')").fetchone()
+        coralnet = con.execute(
+            f"SELECT count(*) FROM read_csv('s3://{bucket}/{CORALNET}/{csvs[0]}')"
+        ).fetchone()
         assert coralnet[0] > 0
     finally:
         con.close()
 
-    if lake_uri is not None:
+    if write:
         _ingest(demo_sources, bucket, lake_uri)
-    lake = Lake.open(lake_uri or f"s3://{PUBLIC}/lake")
+    lake = Lake.open(lake_uri)
     counts = dict(lake.sql("SELECT site, count(*) AS n FROM annotations GROUP BY site").rows())
     assert counts.pop("mermaid") == demo_sources.mermaid_rows
     assert list(counts) == ["coralnet"] and counts["coralnet"] > 0
@@ -167,7 +187,7 @@ def _assert_every_client_signed_with(strict_s3: StrictS3, key: str, token: str |
 
 @pytest.mark.parametrize("wrong", ["unknown key", "wrong secret"])
 def test_strict_moto_refuses_keys_it_does_not_know(
-    strict_s3: StrictS3, aws_env: Path, demo_sources: DemoSummary, monkeypatch: pytest.MonkeyPatch, wrong: str
+    strict_s3: StrictS3, public_lake: str, aws_env: Path, monkeypatch: pytest.MonkeyPatch, wrong: str
 ) -> None:
     """Control: with signatures required, boto3, DuckDB and deltalake all fail with bad keys."""
     key, secret = strict_s3.user
@@ -180,7 +200,7 @@ def test_strict_moto_refuses_keys_it_does_not_know(
         con.execute(f"SELECT count(*) FROM read_parquet('s3://{PRIVATE}/{MERMAID}')").fetchall()
     con.close()
     with pytest.raises(MermaidDataError):
-        Lake.open(f"s3://{PUBLIC}/lake").sql("SELECT 1")
+        Lake.open(public_lake).sql("SELECT 1")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,7 +308,11 @@ def test_unknown_profile_is_one_line(aws_env: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_anonymous_sends_no_credentials_from_any_client(
-    strict_s3: StrictS3, aws_env: Path, demo_sources: DemoSummary, monkeypatch: pytest.MonkeyPatch
+    strict_s3: StrictS3,
+    public_lake: str,
+    aws_env: Path,
+    demo_sources: DemoSummary,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """MERMAID_S3_ANONYMOUS=true: unsigned requests from boto3, DuckDB and deltalake, even with keys in
     the environment, so a public bucket reads and a private one is refused.
@@ -299,13 +323,29 @@ def test_anonymous_sends_no_credentials_from_any_client(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("AWS_SESSION_TOKEN", token)
-    _ingest(demo_sources, PUBLIC, f"s3://{PUBLIC}/lake")  # the public lake, written with keys
     strict_s3.server.require_signatures(False)  # moto cannot check an unsigned request's signature
     monkeypatch.setenv("MERMAID_S3_ANONYMOUS", "true")
     config = s3_config()
     assert config.anonymous and config.credentials is None
+    _assert_every_client_unsigned(strict_s3, demo_sources, public_lake, "MERMAID_S3_ANONYMOUS")
+
+
+def test_no_credentials_anywhere_means_unsigned_everywhere(
+    strict_s3: StrictS3, public_lake: str, aws_env: Path, demo_sources: DemoSummary
+) -> None:
+    """No keys, no profile: every client sends unsigned requests (public buckets read; deltalake does
+    not go looking for credentials again, with retries, at the instance metadata service)."""
+    strict_s3.server.require_signatures(False)
+    config = s3_config()
+    assert not config.anonymous and config.credentials is None and config.unsigned
+    _assert_every_client_unsigned(strict_s3, demo_sources, public_lake, "no AWS credentials found")
+
+
+def _assert_every_client_unsigned(
+    strict_s3: StrictS3, demo_sources: DemoSummary, lake: str, why: str
+) -> None:
     strict_s3.server.start_recording()
-    _use_every_client(demo_sources, PUBLIC, None)
+    _use_every_client(demo_sources, PUBLIC, lake, write=False)
     groups = _by_client(strict_s3.server.recorded_requests())
     assert set(groups) == set(_AGENTS)
     for client, requests in groups.items():
@@ -313,9 +353,10 @@ def test_anonymous_sends_no_credentials_from_any_client(
         assert signed == [], client
         assert all("X-Amz-Signature" not in h["url"] for h in requests), client
 
-    # unsigned really means no access to a private object
-    with pytest.raises(MermaidDataError, match="403|AccessDenied|Forbidden"):
+    # unsigned really means no access to a private object, and the error says why
+    with pytest.raises(MermaidDataError, match="403") as caught:
         storage.read_bytes(storage.Uri.parse(f"s3://{PRIVATE}/{MERMAID}"), max_bytes=4)
+    assert why in str(caught.value) and "\n" not in str(caught.value)
     con = duck.connect()
     with pytest.raises(Exception, match="403"):
         con.execute(f"SELECT count(*) FROM read_parquet('s3://{PRIVATE}/{MERMAID}')").fetchall()
@@ -327,7 +368,9 @@ def test_anonymous_sends_no_credentials_from_any_client(
 # --------------------------------------------------------------------------------------------------
 
 
-def test_endpoint_region_and_style_come_from_the_profile(aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoint_region_and_style_come_from_the_profile(
+    aws_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A profile's endpoint_url, region and `s3 = addressing_style` are honoured by every consumer."""
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     monkeypatch.delenv("AWS_REGION")
@@ -367,7 +410,9 @@ def test_timeouts_and_retries_come_from_the_settings(aws_env: Path, monkeypatch:
     assert (options["timeout"], options["connect_timeout"], options["max_retries"]) == ("7s", "7s", "2")
 
 
-def test_configuration_is_resolved_once_per_environment(aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configuration_is_resolved_once_per_environment(
+    aws_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAONEONEONEONEONE0")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "one")
     first = s3_config()

@@ -15,7 +15,9 @@ credential chain, into a frozen ``S3Config``; each consumer gets its settings fr
 - deltalake: ``S3Config.deltalake_options()`` (the resolved keys, endpoint, style, timeouts, retries).
 
 ``MERMAID_S3_ANONYMOUS=true`` makes every consumer send unsigned requests (public buckets) and skips
-credential lookup. ``s3_config()`` caches the resolution for as long as the environment is unchanged.
+credential lookup; so does finding no credentials anywhere (rather than each client searching again,
+deltalake's with retries against the instance metadata service). ``s3_config()`` caches the resolution
+for as long as the environment (and the config files) are unchanged.
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class S3Config:
     timeout_s: float
     retries: int
 
+    @property
+    def unsigned(self) -> bool:
+        """Requests go unsigned: ``MERMAID_S3_ANONYMOUS``, or no credentials found anywhere."""
+        return self.anonymous or self.credentials is None
+
     # ---- boto3 ------------------------------------------------------------------------------------
 
     def boto3_client(self, *, total_attempts: int | None = None, max_pool_connections: int = 32) -> Any:
@@ -95,21 +102,26 @@ class S3Config:
     def duckdb_chain(self) -> bool:
         """True when DuckDB should read the credentials itself (``PROVIDER credential_chain``): they exist
         and did not come from the environment (keys from the environment are given as they are)."""
-        return not self.anonymous and self.credentials is not None and self.credentials.method != "env"
+        return not self.unsigned and self.credentials.method != "env"
 
     def duckdb_secret_sql(self, name: str = "mermaid_s3", *, chain: bool | None = None) -> str:
         """``CREATE SECRET`` for a DuckDB connection with httpfs (and, for the chain, aws) loaded.
 
         ``chain`` defaults to ``duckdb_chain``; ``chain=False`` gives the resolved keys instead."""
         chain = self.duckdb_chain if chain is None else chain and self.duckdb_chain
-        options: list[tuple[str, str]] = [("TYPE", "s3"), ("PROVIDER", "credential_chain" if chain else "config")]
-        credentials = None if self.anonymous else self.credentials
+        options: list[tuple[str, str]] = [
+            ("TYPE", "s3"),
+            ("PROVIDER", "credential_chain" if chain else "config"),
+        ]
+        credentials = None if self.unsigned else self.credentials
         if not chain:
             # Empty values when there are no keys: without KEY_ID, httpfs falls back to AWS_ACCESS_KEY_ID
             # from the environment and signs "anonymous" requests.
             options += [("KEY_ID", _sql_text(credentials.access_key_id if credentials else ""))]
             options += [("SECRET", _sql_text(credentials.secret_access_key if credentials else ""))]
-            options += [("SESSION_TOKEN", _sql_text((credentials.session_token if credentials else "") or ""))]
+            options += [
+                ("SESSION_TOKEN", _sql_text((credentials.session_token if credentials else "") or ""))
+            ]
         elif credentials is not None:
             if credentials.method in _DUCKDB_CHAIN:
                 options.append(("CHAIN", _sql_text(_DUCKDB_CHAIN[credentials.method])))
@@ -145,9 +157,9 @@ class S3Config:
             options["AWS_ENDPOINT_URL"] = self.endpoint_url
             if self.endpoint_url.startswith("http://"):
                 options["AWS_ALLOW_HTTP"] = "true"
-        if self.anonymous:
+        if self.unsigned:
             options["AWS_SKIP_SIGNATURE"] = "true"
-        elif self.credentials is not None:
+        else:
             options["AWS_ACCESS_KEY_ID"] = self.credentials.access_key_id
             options["AWS_SECRET_ACCESS_KEY"] = self.credentials.secret_access_key
             if self.credentials.session_token:
@@ -190,7 +202,9 @@ def resolve_s3_config() -> S3Config:
             fix=_FIX_CREDENTIALS,
         ) from exc
     endpoint = (
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or scoped.get("endpoint_url")
+        os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or scoped.get("endpoint_url")
     )
     return S3Config(
         region=region,
@@ -265,13 +279,15 @@ def _boto3_client(config: S3Config, total_attempts: int, max_pool_connections: i
         "max_pool_connections": max_pool_connections,
         "s3": {"addressing_style": config.addressing_style.value},
     }
-    if config.anonymous:
-        options["signature_version"] = UNSIGNED
     keys: dict[str, Any] = {}
-    if config.credentials is not None and not config.anonymous:
+    if config.unsigned:
+        options["signature_version"] = UNSIGNED
+    else:
         keys = {
             "aws_access_key_id": config.credentials.access_key_id,
             "aws_secret_access_key": config.credentials.secret_access_key,
             "aws_session_token": config.credentials.session_token,
         }
-    return boto3.session.Session().client("s3", endpoint_url=config.endpoint_url, config=Config(**options), **keys)
+    return boto3.session.Session().client(
+        "s3", endpoint_url=config.endpoint_url, config=Config(**options), **keys
+    )

@@ -84,11 +84,18 @@ def s3_client(*, total_attempts: int | None = None, max_pool_connections: int = 
 
 
 def _unreachable(uri: Uri | str, exc: Exception) -> SourceUnreachableError:
+    config = s3_config()
+    why = ""
+    fix = "the credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID; MERMAID_S3_ANONYMOUS=true for a public bucket)"
+    if config.anonymous:
+        why = " (MERMAID_S3_ANONYMOUS: the request went unsigned)"
+        fix = "MERMAID_S3_ANONYMOUS (unset it for a private bucket)"
+    elif config.credentials is None:
+        why = " (no AWS credentials found: the request went unsigned)"
     return SourceUnreachableError(
-        f"cannot reach storage ({type(exc).__name__}: {exc})",
+        f"cannot reach storage ({type(exc).__name__}: {exc}){why}",
         where=str(uri),
-        fix="check the URI, AWS_ENDPOINT_URL, the credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID; "
-        "MERMAID_S3_ANONYMOUS=true for a public bucket) and the network",
+        fix=f"check the URI, AWS_ENDPOINT_URL, {fix} and the network",
     )
 
 
