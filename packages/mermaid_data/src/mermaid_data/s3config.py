@@ -170,7 +170,7 @@ class S3Config:
 def s3_config() -> S3Config:
     """The S3 configuration of the current environment, resolved once while the environment is unchanged."""
     settings = get_settings()
-    files = tuple(_stamp(os.environ.get(name)) for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"))
+    files = tuple(_stamp(path) for path in _config_paths())
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
     return _cached_config(
         environment, files, settings.s3_anonymous, settings.network_timeout_s, settings.network_retries
@@ -237,20 +237,23 @@ def _addressing_style(scoped: dict[str, Any], endpoint: str | None) -> Addressin
     return AddressingStyle.PATH if endpoint else AddressingStyle.VIRTUAL
 
 
-def _config_files() -> str:
-    return " / ".join(
-        (
-            os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config",
-            os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
-        )
+def _config_paths() -> tuple[str, str]:
+    """The AWS config and shared credentials files, where botocore looks for them."""
+    return (
+        os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config",
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
     )
 
 
-def _stamp(path: str | None) -> tuple[str, int]:
+def _config_files() -> str:
+    return " / ".join(_config_paths())
+
+
+def _stamp(path: str) -> tuple[str, int]:
     """A file's path and modification time, so an edited config file is read again."""
-    target = os.path.expanduser(path) if path else ""
+    target = os.path.expanduser(path)
     try:
-        return target, os.stat(target).st_mtime_ns if target else 0
+        return target, os.stat(target).st_mtime_ns
     except OSError:
         return target, -1
 
