@@ -374,5 +374,69 @@ def vacuum(lake: LakeOpt = None, dry_run: Annotated[bool, typer.Option("--dry-ru
     console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()))
 
 
+# ---- spec: starter spec CSVs computed from the lake (mermaid_data.specs, sql/spec/) ----------------
+
+spec_app = typer.Typer(no_args_is_help=True, help="Starter spec CSVs from the lake, for snapshot create / DatasetOptions.")
+app.add_typer(spec_app, name="spec")
+SpecOutputOpt = Annotated[CsvOpt, typer.Option("--output", help="Write the CSV to this file (default: stdout)")]
+
+
+def _emit_spec(result, output: Path | None) -> None:
+    """The CSV to ``output`` (whole or not at all) or stdout; the summary line on stderr."""
+    if output is None:
+        sys.stdout.write(result.to_csv())
+    else:
+        result.write(output)
+    err.print(f"wrote {output or 'stdout'}: {result.summary()}", highlight=False, soft_wrap=True)
+
+
+@spec_app.command("rollups")
+@user_errors
+def spec_rollups(
+    to: Annotated[str, typer.Option("--to", help="root | 'depth N' (root = depth 1) | CSV with a ba_id column of targets")],
+    drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Roll every (BA, GF) up to (target, no GF)")] = False,
+    lake: LakeOpt = None,
+    output: SpecOutputOpt = None,
+) -> None:
+    """Rollup CSV: every (BA, GF) pair of the lake rolled up to its ancestor at a level of the taxonomy."""
+    from mermaid_data.specs import rollup_spec
+
+    _emit_spec(rollup_spec(Lake.open(lake), to, drop_growthforms=drop_growthforms), output)
+
+
+@spec_app.command("labels")
+@user_errors
+def spec_labels(
+    min_annotations: Annotated[int, typer.Option("--min-annotations", help="Keep classes with at least N annotations")],
+    top: Annotated[int | None, typer.Option("--top", help="Keep only the K largest of those")] = None,
+    rollups: Annotated[CsvOpt, typer.Option("--rollups", help="Rollup CSV applied first (as snapshot create --rollups)")] = None,
+    drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Set every growth form to none (before rollups)")] = False,
+    coralnet_sources: Annotated[CsvOpt, typer.Option("--coralnet-sources", help="CSV with column id: CoralNet sources counted (none = no CoralNet)")] = None,
+    no_mermaid: Annotated[bool, typer.Option("--no-mermaid", help="Leave MERMAID annotations out")] = False,
+    lake: LakeOpt = None,
+    output: SpecOutputOpt = None,
+) -> None:
+    """Include CSV: the (BA, GF) classes with enough annotations after the recipe's rollups."""
+    from mermaid_data.specs import label_spec
+
+    result = label_spec(Lake.open(lake), min_annotations=min_annotations, top=top, rollups_csv=rollups,
+                        drop_growthforms=drop_growthforms, coralnet_sources_csv=coralnet_sources,
+                        include_mermaid=not no_mermaid)
+    _emit_spec(result, output)
+
+
+@spec_app.command("sources")
+@user_errors
+def spec_sources(
+    min_images: Annotated[int, typer.Option("--min-images", help="Keep CoralNet sources with at least N images")],
+    lake: LakeOpt = None,
+    output: SpecOutputOpt = None,
+) -> None:
+    """CoralNet sources CSV (id, images, annotations): the sources with enough images."""
+    from mermaid_data.specs import source_spec
+
+    _emit_spec(source_spec(Lake.open(lake), min_images=min_images), output)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
