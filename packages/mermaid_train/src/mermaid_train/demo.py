@@ -289,7 +289,10 @@ def _summary(console: Console, lake: Lake, recipe: Recipe, snapshot, result, see
     few, few_rows = labels.dropped_for("fewer_annotations")
     stages = {row["reason"]: row["dropped"] for row in snapshot.manifest["stage_counts"]}
     rows_in = snapshot.manifest["stage_counts"][0]["remaining"]
-    print_line = lambda text="": console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+
+    def print_line(text: str = "") -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
     print_line()
     print_line("[bold]Demo summary[/]")
     print_line(f"  lake          {_shown(str(lake))}: {rows_in:,} annotations (MERMAID and {recipe.sources} CoralNet sources)")
