@@ -1,8 +1,8 @@
 """URIs for everything the lake reads or writes: a local path or ``s3://bucket/prefix``.
 
-S3 access uses boto3 (listing, small reads, fingerprints) configured from the standard ``AWS_*``
-variables (``AWS_ENDPOINT_URL`` included), with explicit timeouts and bounded retries;
-``MERMAID_S3_ANONYMOUS=true`` sends unsigned requests (public buckets).
+S3 access uses boto3 (listing, small reads, fingerprints) with the client of the one S3 configuration
+(``mermaid_data.s3config``: the AWS variables, profiles and credential chain, explicit timeouts and bounded
+retries; ``MERMAID_S3_ANONYMOUS=true`` sends unsigned requests to public buckets).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
 from mermaid_data.errors import ConfigError, SourceUnreachableError
-from mermaid_data.settings import get_settings
+from mermaid_data.s3config import s3_config
 
 _HASH_CHUNK = 8 * 1024 * 1024
 
@@ -79,46 +78,24 @@ class ObjectInfo:
     etag: str
 
 
-def _s3_config():
-    from botocore.config import Config
-
-    settings = get_settings()
-    return Config(
-        connect_timeout=settings.network_timeout_s,
-        read_timeout=settings.network_timeout_s,
-        retries={"max_attempts": max(1, settings.network_retries), "mode": "standard"},
-        max_pool_connections=32,
-    )
-
-
-@lru_cache(maxsize=8)
-def _cached_client(endpoint: str | None, anonymous: bool, key_id: str | None):
-    import boto3
-    from botocore import UNSIGNED
-
-    config = _s3_config()
-    if anonymous:
-        config = config.merge(type(config)(signature_version=UNSIGNED))
-    if endpoint:
-        config = config.merge(type(config)(s3={"addressing_style": "path"}))
-    return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
-
-
-def s3_client():
-    """A boto3 S3 client honouring AWS_ENDPOINT_URL, credentials and MERMAID_S3_ANONYMOUS."""
-    return _cached_client(
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        get_settings().s3_anonymous,
-        os.environ.get("AWS_ACCESS_KEY_ID"),
-    )
+def s3_client(*, total_attempts: int | None = None, max_pool_connections: int = 32):
+    """A boto3 S3 client from the one S3 configuration (``s3config.s3_config().boto3_client``)."""
+    return s3_config().boto3_client(total_attempts=total_attempts, max_pool_connections=max_pool_connections)
 
 
 def _unreachable(uri: Uri | str, exc: Exception) -> SourceUnreachableError:
+    config = s3_config()
+    why = ""
+    fix = "the credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID; MERMAID_S3_ANONYMOUS=true for a public bucket)"
+    if config.anonymous:
+        why = " (MERMAID_S3_ANONYMOUS: the request went unsigned)"
+        fix = "MERMAID_S3_ANONYMOUS (unset it for a private bucket)"
+    elif config.credentials is None:
+        why = " (no AWS credentials found: the request went unsigned)"
     return SourceUnreachableError(
-        f"cannot reach storage ({type(exc).__name__}: {exc})",
+        f"cannot reach storage ({type(exc).__name__}: {exc}){why}",
         where=str(uri),
-        fix="check the URI, AWS_ENDPOINT_URL / credentials (or MERMAID_S3_ANONYMOUS=true for public "
-        "buckets) and the network",
+        fix=f"check the URI, AWS_ENDPOINT_URL, {fix} and the network",
     )
 
 
@@ -259,22 +236,5 @@ def delete_prefix(uri: Uri) -> None:
 
 
 def delta_storage_options() -> dict[str, str]:
-    """Options for deltalake's object store, from the same AWS_* variables boto3 reads."""
-    options: dict[str, str] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options["AWS_ENDPOINT_URL"] = endpoint
-        options["AWS_FORCE_PATH_STYLE"] = "true"
-        if endpoint.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        if os.environ.get(var):
-            options[var] = os.environ[var]
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    options["AWS_REGION"] = region or "us-east-1"
-    if get_settings().s3_anonymous:
-        options["AWS_SKIP_SIGNATURE"] = "true"
-    timeout = get_settings().network_timeout_s
-    options["timeout"] = f"{int(max(timeout, 1))}s"
-    options["connect_timeout"] = f"{int(max(timeout, 1))}s"
-    return options
+    """deltalake's ``storage_options``, from the same S3 configuration as boto3 and DuckDB."""
+    return s3_config().deltalake_options()

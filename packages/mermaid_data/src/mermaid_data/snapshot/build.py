@@ -137,8 +137,9 @@ def _spec_arrow(recipe: Recipe) -> dict[str, pa.Table]:
     }
 
 
-def open_pinned(lake: Lake, recipe: Recipe, sql: queries.SnapshotSql) -> duckdb.DuckDBPyConnection:
-    """A connection over the recipe's pinned versions with its spec tables registered."""
+def open_pinned(lake: Lake, recipe: Recipe, sql: queries.SnapshotSql | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection over the recipe's pinned versions with its spec tables registered (and the label groups)."""
+    sql = sql or queries.compose()
     con = lake.connect(recipe.input_versions)
     for name, table in _spec_arrow(recipe).items():
         con.register(name, table)
@@ -184,7 +185,8 @@ def _warnings(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[str]:
     return sorted(set(out))
 
 
-def _check_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
+def check_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
+    """Refuse a sources CSV that lists CoralNet sources the pinned lake does not hold."""
     if "sources" not in recipe.specs:
         return
     present = {r[0] for r in con.execute(
@@ -292,7 +294,7 @@ def _build(lake, recipe: Recipe, sql: queries.SnapshotSql, name: str, message: s
     written = False
     scratch = target
     try:
-        _check_sources(con, recipe)
+        check_sources(con, recipe)
         warnings = _warnings(con, recipe)
         groups = con.execute(sql.group_counts, _params(recipe)).fetchall()
         counts = [row for row in groups if row[2] is not None]  # (site, source, reason, label, annotations)

@@ -319,9 +319,10 @@ UNFINISHED = "snapshots (unfinished)"
 def vacuum(lake: Lake, *, dry_run: bool = False) -> dict[str, int]:
     """Delete the files no one needs (see the module docstring); return the count per table.
 
-    Key ``UNFINISHED`` counts the files of dead creates' and rebuilds' scratch folders.
+    Key ``UNFINISHED`` counts the files of dead creates' and rebuilds' scratch folders. A dry run takes
+    no lock and writes nothing (so it also works on a lake you may only read).
     """
-    with locks.exclusive(lake.uri, "writer", "vacuum"):
+    with contextlib.nullcontext() if dry_run else locks.exclusive(lake.uri, "writer", "vacuum"):
         for name in TABLES:
             damaged = health.check_log(lake, name)
             if damaged is not None:
@@ -337,10 +338,9 @@ def vacuum(lake: Lake, *, dry_run: bool = False) -> dict[str, int]:
             keep_versions.setdefault(table, set()).add(version)
         removed: dict[str, int] = {}
         for name in TABLES:
-            if name == SNAPSHOTS.name:
-                with locks.exclusive(lake.uri, "catalog", "vacuum", wait_s=CATALOG_WAIT_S):
-                    removed[name] = _vacuum_table(lake, name, keep_versions.get(name, set()), dry_run)
-            else:
+            catalog = name == SNAPSHOTS.name and not dry_run
+            with locks.exclusive(lake.uri, "catalog", "vacuum", wait_s=CATALOG_WAIT_S) if catalog else \
+                    contextlib.nullcontext():
                 removed[name] = _vacuum_table(lake, name, keep_versions.get(name, set()), dry_run)
         removed[UNFINISHED] = _count_unfinished(lake) if dry_run else reclaim_scratch(lake)
     return removed
