@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mermaid_data.cli import app
 from mermaid_data.demo import DemoSummary
-from mermaid_data.duck import _httpfs_path
+from mermaid_data.duck import _extension_path
 from mermaid_data.errors import ReadOnlyError
 from mermaid_data.lake import Lake
 from mermaid_data.snapshot import SnapshotSpec
@@ -48,7 +48,7 @@ def writes(lake: Lake) -> dict[str, str]:
         "DETACH": "DETACH memory",
         "INSTALL": "INSTALL httpfs",
         "LOAD": "LOAD httpfs",
-        "LOAD a file": f"LOAD '{_httpfs_path()}'",
+        "LOAD a file": f"LOAD '{_extension_path('httpfs')}'",
         "SET": "SET memory_limit = '1GB'",
         "SET external access": "SET enable_external_access = true",
         "RESET": "RESET memory_limit",
