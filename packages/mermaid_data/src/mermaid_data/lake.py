@@ -49,6 +49,11 @@ INGEST_TABLE_NAMES = tuple(spec.name for spec in INGEST_TABLES)
 #: Statements ``Lake.sql`` runs: reads only (SHOW, DESCRIBE, SUMMARIZE, PRAGMA show_tables parse as SELECT).
 READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 _EXPLAIN_ANALYZE = re.compile(r"^\s*EXPLAIN\s+ANALY[SZ]E\b", re.IGNORECASE)
+#: DuckDB errors that are mistakes in the SQL: no lake file is checked for them (any other error, e.g.
+#: "don't know what type" from a damaged Parquet footer, makes the pinned files be checked).
+_SQL_MISTAKES = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException,
+                 duckdb.OutOfRangeException, duckdb.SyntaxException, duckdb.ConstraintException,
+                 duckdb.TypeMismatchException, duckdb.NotImplementedException, duckdb.InvalidTypeException)
 #: DuckDB messages that mean a file could not be read (as opposed to a mistake in the SQL).
 _FILE_TROUBLE = re.compile(
     r"IO Error|magic bytes|Out of buffer|corrupt|decompress|zstd|snappy|thrift|TProtocol|Invalid data|"
@@ -382,9 +387,7 @@ class Lake:
         """For a DuckDB error that looks like an unreadable file: the damaged lake file, named (or None)."""
         from mermaid_data import health
 
-        if isinstance(exc, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException):
-            return None
-        if not _FILE_TROUBLE.search(str(exc)):
+        if isinstance(exc, _SQL_MISTAKES) and not _FILE_TROUBLE.search(str(exc)):
             return None
         damaged = health.find_damaged_files(self, versions, deep=True, first_only=True)
         return health.damaged_file_error(damaged[0]) if damaged else None
