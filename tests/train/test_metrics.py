@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 from mermaid_train.metrics import compute_val_metrics
+from mermaid_train.model.train import EpochRecord
 from sklearn.metrics import (
     balanced_accuracy_score,
     f1_score,
@@ -19,6 +20,10 @@ from sklearn.metrics import (
 )
 
 CLASSES = ["a::", "b::", "c::"]
+
+
+def _epochs(ref_accs, seconds):
+    return [EpochRecord(i, 1.0 - a, 1.1 - a, a, a / 2, s) for i, (a, s) in enumerate(zip(ref_accs, seconds))]
 
 
 def small():
@@ -33,7 +38,7 @@ def small():
 def test_headline_by_hand() -> None:
     y_true, y_pred, images, sources = small()
     m = compute_val_metrics(y_true, y_pred, CLASSES, image_ids=images, source_keys=sources,
-                            ref_accs=[0.5, 0.6], epoch_seconds=[1.0, 2.0])
+                            epochs=_epochs([0.5, 0.6], [1.0, 2.0]))
     h = m.headline
     assert h["accuracy"] == pytest.approx(4 / 6)
     # recalls: a 1/3, b 2/2, c 1/1
@@ -117,10 +122,10 @@ def test_files_written(tmp_path: Path) -> None:
     y_true, y_pred, images, sources = small()
     proba = np.eye(3)[y_pred] * 0.7 + 0.1
     m = compute_val_metrics(y_true, y_pred, CLASSES, scores=proba, image_ids=images, source_keys=sources,
-                            class_names=["Alpha", "Beta", "Gamma"], ref_accs=[0.4, 0.5], epoch_seconds=[0.1, 0.1])
+                            class_names=["Alpha", "Beta", "Gamma"], epochs=_epochs([0.4, 0.5], [0.1, 0.1]))
     files = m.write(tmp_path)
     for name in ("metrics.json", "per_label.csv", "confusion_matrix.csv", "per_source.csv", "per_image_cover.csv",
-                 "calibration.csv", "epochs.csv", "confusion_matrix.png", "reliability.png", "ref_accuracy.png"):
+                 "calibration.csv", "epochs.csv", "confusion_matrix.png", "reliability.png", "epochs.png"):
         assert files[name].is_file() and files[name].stat().st_size > 0, name
     assert files["confusion_matrix.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(files["metrics.json"].read_text())["accuracy"] == pytest.approx(4 / 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 import pytest
@@ -32,7 +33,12 @@ def test_documented_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert d.annotation_limit is None
     assert d.missing_allowed_pct() == 5.0
     t = TrainingOptions()
-    assert (t.epochs, t.seed, t.split, t.clf_type, t.trainer) == (10, 0, "images", "MLP", "packed")
+    assert (t.epochs, t.seed, t.split, t.clf_type, t.trainer, t.preset) == (None, 0, "images", "MLP", "packed",
+                                                                             "pyspacer")
+    r = t.recipe()  # the pyspacer preset: pyspacer's MiniBatchTrainer recipe
+    assert (r.epochs, r.hidden_layer_sizes, r.learning_rate, r.step_batch(), r.alpha) == (10, None, None, 200, 1e-4)
+    assert (r.early_stopping_patience, r.class_weighting, r.logit_adjustment, r.subsample) == (None, None, None, None)
+    assert r.network(50_000) == ((200, 100), 1e-4) and r.network(49_999) == ((100,), 1e-3)
     m = MLflowOptions()
     assert m.annotations_to_log is None
     assert m.resolved_experiment() == "mermaid-classifier"
@@ -147,8 +153,11 @@ def test_timestamp_is_appended() -> None:
 
 
 def test_flat_params_cover_every_option() -> None:
-    params = flat_params(DatasetOptions(ref_val_ratios=(0.075, 0.125)), TrainingOptions(epochs=5),
+    """Bug pinned: a training option missing from the logged params (every option is part of the run)."""
+    params = flat_params(DatasetOptions(ref_val_ratios=(0.075, 0.125)), TrainingOptions(epochs=5).recipe(),
                          MLflowOptions(model_name="m"))
+    for name in (f.name for f in dataclasses.fields(TrainingOptions)):
+        assert f"training.{name}" in params, name
     assert params["dataset.ref_val_ratios"] == "0.075,0.125"
     assert params["dataset.include_mermaid"] is True
     assert params["dataset.coralnet_sources_csv"] == ""

@@ -30,7 +30,7 @@ RUN_FILES = {
     "classifier.pkl", "valresult.json", "train_summary.yaml", "annotations_val.csv", "split.parquet",
     "profiled_sections.csv", "metrics/metrics.json", "metrics/per_label.csv", "metrics/confusion_matrix.csv",
     "metrics/confusion_matrix.png", "metrics/per_source.csv", "metrics/per_image_cover.csv",
-    "metrics/calibration.csv", "metrics/reliability.png", "metrics/epochs.csv", "metrics/ref_accuracy.png",
+    "metrics/calibration.csv", "metrics/reliability.png", "metrics/epochs.csv", "metrics/epochs.png", "metrics/root_confusion.csv",
     "snapshot/manifest.json", "snapshot/ba_counts.csv", "snapshot/bagf_counts.csv", "snapshot/project_stats.csv",
     "snapshot/unmapped_labels.csv", "snapshot/label_mapping.csv", "snapshot/dropped_by_reason.csv",
 }
@@ -219,9 +219,9 @@ def test_training_runner_writes_run_folder(runner_lake: Lake, e2e_run, tmp_path:
 def test_cli_run_and_compare(runner_lake: Lake, e2e_run, mlflow_server: MLflowServer, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     import mermaid_data.cli
-    import mermaid_train.cli
+    import mermaid_train.output
 
-    for console in (mermaid_data.cli.console, mermaid_train.cli.console):
+    for console in (mermaid_data.cli.console, mermaid_train.output.console):
         monkeypatch.setattr(console, "_width", 200)  # wide tables: no wrapped cells to search in
     sid = e2e_run[0].result.snapshot_id
     cli = CliRunner()
@@ -317,11 +317,11 @@ def _fail_if_called(*args, **kwargs):
 )
 def test_bad_options_fail_before_any_work(kwargs, error, text, runner_lake: Lake, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import mermaid_train.split
-    import mermaid_train.trainer
+    import mermaid_train.split.assign
+    import mermaid_train.model.spacer
 
     monkeypatch.setattr(mermaid_train.split, "load_snapshot_rows", _fail_if_called)
-    monkeypatch.setattr(mermaid_train.trainer, "train", _fail_if_called)
+    monkeypatch.setattr(mermaid_train.model.spacer, "train", _fail_if_called)
     monkeypatch.setattr(Lake, "create_snapshot", _fail_if_called)
     kwargs = dict(kwargs)
     kwargs.setdefault("mlflow_options", MLflowOptions(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
@@ -333,9 +333,9 @@ def test_bad_options_fail_before_any_work(kwargs, error, text, runner_lake: Lake
 
 def test_unreachable_tracking_server_fails_fast(runner_lake: Lake, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import mermaid_train.trainer
+    import mermaid_train.model.spacer
 
-    monkeypatch.setattr(mermaid_train.trainer, "train", _fail_if_called)
+    monkeypatch.setattr(mermaid_train.model.spacer, "train", _fail_if_called)
     before = set(published_ids(runner_lake))
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()

@@ -79,7 +79,7 @@ class ObjectInfo:
     etag: str
 
 
-def _s3_config():
+def _s3_config(max_pool_connections: int = 32):
     from botocore.config import Config
 
     settings = get_settings()
@@ -87,16 +87,16 @@ def _s3_config():
         connect_timeout=settings.network_timeout_s,
         read_timeout=settings.network_timeout_s,
         retries={"max_attempts": max(1, settings.network_retries), "mode": "standard"},
-        max_pool_connections=32,
+        max_pool_connections=max_pool_connections,
     )
 
 
 @lru_cache(maxsize=8)
-def _cached_client(endpoint: str | None, anonymous: bool, key_id: str | None):
+def _cached_client(endpoint: str | None, anonymous: bool, key_id: str | None, max_pool_connections: int = 32):
     import boto3
     from botocore import UNSIGNED
 
-    config = _s3_config()
+    config = _s3_config(max_pool_connections)
     if anonymous:
         config = config.merge(type(config)(signature_version=UNSIGNED))
     if endpoint:
@@ -104,12 +104,16 @@ def _cached_client(endpoint: str | None, anonymous: bool, key_id: str | None):
     return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
 
 
-def s3_client():
-    """A boto3 S3 client honouring AWS_ENDPOINT_URL, credentials and MERMAID_S3_ANONYMOUS."""
+def s3_client(*, max_pool_connections: int = 32):
+    """A boto3 S3 client honouring AWS_ENDPOINT_URL, credentials and MERMAID_S3_ANONYMOUS.
+
+    ``max_pool_connections``: HTTP connections kept open (as many as the caller's parallel requests).
+    """
     return _cached_client(
         os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
         get_settings().s3_anonymous,
         os.environ.get("AWS_ACCESS_KEY_ID"),
+        max(32, int(max_pool_connections)),
     )
 
 
@@ -122,7 +126,9 @@ def _unreachable(uri: Uri | str, exc: Exception) -> SourceUnreachableError:
     )
 
 
-def _s3_call(uri: Uri, fn, *args, **kwargs):
+def s3_call(uri: Uri, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with S3 errors mapped: a missing key is FileNotFoundError, the rest
+    SourceUnreachableError naming ``uri``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -154,7 +160,7 @@ def exists(uri: Uri) -> bool:
 def stat(uri: Uri) -> ObjectInfo:
     """Size and fingerprint of one object: ETag for S3, SHA-256 of the content for local files."""
     if uri.is_s3:
-        head = _s3_call(uri, s3_client().head_object, Bucket=uri.bucket, Key=uri.key)
+        head = s3_call(uri, s3_client().head_object, Bucket=uri.bucket, Key=uri.key)
         return ObjectInfo(uri.name, int(head["ContentLength"]), head["ETag"].strip('"'))
     path = Path(uri.key)
     if not path.is_file():
@@ -179,7 +185,7 @@ def list_prefix(uri: Uri, *, recursive: bool = True) -> Iterator[ObjectInfo]:
         kwargs = {"Bucket": uri.bucket, "Prefix": prefix}
         if not recursive:
             kwargs["Delimiter"] = "/"
-        pages = _s3_call(uri, lambda: list(paginator.paginate(**kwargs)))
+        pages = s3_call(uri, lambda: list(paginator.paginate(**kwargs)))
         for page in pages:
             for item in page.get("Contents", []):
                 yield ObjectInfo(
@@ -208,7 +214,7 @@ def list_dirs(uri: Uri) -> list[str]:
     if uri.is_s3:
         prefix = f"{uri.key}/" if uri.key else ""
         paginator = s3_client().get_paginator("list_objects_v2")
-        pages = _s3_call(
+        pages = s3_call(
             uri, lambda: list(paginator.paginate(Bucket=uri.bucket, Prefix=prefix, Delimiter="/"))
         )
         return sorted(
@@ -228,7 +234,7 @@ def read_bytes(uri: Uri, *, max_bytes: int | None = None) -> bytes:
         kwargs = {"Bucket": uri.bucket, "Key": uri.key}
         if max_bytes is not None:
             kwargs["Range"] = f"bytes=0-{max_bytes - 1}"
-        response = _s3_call(uri, s3_client().get_object, **kwargs)
+        response = s3_call(uri, s3_client().get_object, **kwargs)
         return response["Body"].read()
     with open(uri.key, "rb") as handle:
         return handle.read(max_bytes) if max_bytes is not None else handle.read()
@@ -237,7 +243,7 @@ def read_bytes(uri: Uri, *, max_bytes: int | None = None) -> bytes:
 def write_bytes(uri: Uri, data: bytes) -> None:
     """Write one object atomically (local: temp file + rename; S3: a single PUT)."""
     if uri.is_s3:
-        _s3_call(uri, s3_client().put_object, Bucket=uri.bucket, Key=uri.key, Body=data)
+        s3_call(uri, s3_client().put_object, Bucket=uri.bucket, Key=uri.key, Body=data)
         return
     path = Path(uri.key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,7 +259,7 @@ def delete_prefix(uri: Uri) -> None:
         client = s3_client()
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            _s3_call(uri, client.delete_objects, Bucket=uri.bucket, Delete={"Objects": batch})
+            s3_call(uri, client.delete_objects, Bucket=uri.bucket, Delete={"Objects": batch})
         return
     shutil.rmtree(uri.key, ignore_errors=True)
 

@@ -6,6 +6,9 @@ The seed documentation's API (also importable as ``mermaid_classifier.pyspacer.t
 """
 
 from mermaid_train.options import DatasetOptions, MLflowOptions, TrainingOptions
-from mermaid_train.runner import MLflowTrainingRunner, RunResult, TrainingRunner
+from mermaid_train.results import RunResult
+from mermaid_train.runner import MLflowTrainingRunner, TrainingRunner
+from mermaid_train.split import Subsample
 
-__all__ = ["DatasetOptions", "MLflowOptions", "MLflowTrainingRunner", "RunResult", "TrainingOptions", "TrainingRunner"]
+__all__ = ["DatasetOptions", "MLflowOptions", "MLflowTrainingRunner", "RunResult", "Subsample", "TrainingOptions",
+           "TrainingRunner"]

@@ -22,7 +22,7 @@ HEADLINE = (
     "train_runtime_s",
 )
 ALWAYS_SHOWN = ("snapshot_id", "training.epochs", "training.trainer", "training.clf_type", "training.split",
-                "training.seed", "dataset.ref_val_ratios")
+                "training.seed", "training.preset", "dataset.ref_val_ratios")
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _mlflow(run_id: str, tracking_uri: str | None) -> RunView:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from mermaid_train.mlflow_log import check_tracking, resolve_tracking_uri
+    from mermaid_train.tracking.mlflow import check_tracking, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking(uri, "Default")
