@@ -1,23 +1,20 @@
-"""PackedTrainer through spacer.tasks.train_classifier: pyspacer-loadable model, bookkeeping, parity with stock."""
+"""PackedTrainer through spacer.tasks.train_classifier: pyspacer-loadable model, recipes, parity with stock."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from mermaid_train.errors import TrainConfigError, TrainDataError
-from mermaid_train.trainer import (
-    InPlaceAdam,
-    PackedLabels,
-    PackedTrainer,
-    _name_classes,
-    packed_task_labels,
-    train,
-)
-from sklearn.linear_model import SGDClassifier
-from sklearn.neural_network import MLPClassifier
+from mermaid_train.model import balance
+from mermaid_train.model.spacer import PackedLabels, PackedTrainer, packed_task_labels, train
+from mermaid_train.options import TrainingOptions
+from mermaid_train.recipe import Recipe
+from mermaid_train.split import Subsample, subsample_train
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
 from spacer.data_classes import DataLocation, ImageLabels, ValResults
 from spacer.messages import ClassifyFeaturesMsg, TrainingTaskLabels
@@ -25,6 +22,8 @@ from spacer.storage import load_classifier
 from spacer.task_utils import preprocess_labels
 from spacer.tasks import classify_features
 from spacer.train_classifier import ClassifierTrainer
+
+ONE_THREAD = Recipe(blas_threads=1)  # bit-for-bit repeatable (OpenBLAS's last bits depend on the thread count)
 
 
 @pytest.fixture(scope="module")
@@ -34,61 +33,25 @@ def packed(train_packed):
 
 @pytest.fixture(scope="module")
 def ours(packed, tmp_path_factory):
-    """Our trainer, 10 epochs, seed 0 (shared: read-only)."""
-    return train(packed, epochs=10, seed=0, out_dir=tmp_path_factory.mktemp("ours"))
+    """Our trainer, the pyspacer preset (10 epochs, seed 0); shared: read-only."""
+    return train(packed, ONE_THREAD, out_dir=tmp_path_factory.mktemp("ours"))
 
 
 def test_trainer_serializes_and_deserializes() -> None:
     """Bug pinned: pyspacer stores trainers in messages; ours must rebuild from its serialized form."""
-    trainer = PackedTrainer(pack_dir="/w/packed/snap-x/k", batch_size=1000, seed=3,
-                            mlp_hidden_layer_sizes=(50, 20), mlp_learning_rate_init=0.01)
+    recipe = TrainingOptions(preset="upstream", seed=3, subsample="balanced:500:2").recipe()
+    trainer = PackedTrainer(pack_dir="/w/packed/snap-x/k", recipe=json.loads(json.dumps(
+        PackedTrainer(recipe=None).serialize().get("recipe", {}))))
+    assert trainer.recipe == Recipe()
+    from mermaid_train.model.spacer import recipe_to_json
+
+    trainer = PackedTrainer(pack_dir="/w/packed/snap-x/k", recipe=recipe_to_json(recipe))
     data = json.loads(json.dumps(trainer.serialize()))
-    assert data["class_path"] == "mermaid_train.trainer.PackedTrainer"
+    assert data["class_path"] == "mermaid_train.model.spacer.PackedTrainer"
     back = ClassifierTrainer.deserialize(data)
-    assert isinstance(back, PackedTrainer) and back == trainer
-    assert back.mlp_hidden_layer_sizes == (50, 20) and back.seed == 3 and back.pack_dir == "/w/packed/snap-x/k"
-    assert PackedTrainer().serialize() == {"class_path": "mermaid_train.trainer.PackedTrainer"}
-
-
-def test_in_place_adam_gives_sklearns_weights_bit_for_bit() -> None:
-    """Bug pinned: the faster Adam step drifting from sklearn's (the recipe must stay sklearn's MLP)."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((600, 40)).astype(np.float32)
-    y = rng.integers(0, 4, 600).astype(str)
-    fitted = []
-    for fast in (False, True):
-        clf = MLPClassifier(hidden_layer_sizes=(30, 20), learning_rate_init=1e-3, random_state=np.random.RandomState(3))
-        for start in range(0, 600, 150):
-            clf.partial_fit(x[start:start + 150], y[start:start + 150], classes=np.unique(y))
-            if fast and type(clf._optimizer) is AdamOptimizer:
-                clf._optimizer.__class__ = InPlaceAdam
-        fitted.append(clf)
-    a, b = fitted
-    assert type(b._optimizer) is InPlaceAdam and a._optimizer.t == b._optimizer.t
-    for u, w in zip(a.coefs_ + a.intercepts_ + a._optimizer.ms + a._optimizer.vs,
-                    b.coefs_ + b.intercepts_ + b._optimizer.ms + b._optimizer.vs):
-        assert u.dtype == w.dtype == np.float32 and np.array_equal(u, w)
-
-
-@pytest.mark.parametrize("make", [
-    lambda: MLPClassifier(hidden_layer_sizes=(20,), random_state=np.random.RandomState(0)),
-    lambda: SGDClassifier(loss="log_loss", average=True, random_state=0),
-])
-def test_training_on_class_indices_equals_training_on_names(make) -> None:
-    """Bug pinned: the index-label shortcut changing the model (columns must map to the sorted names)."""
-    rng = np.random.default_rng(1)
-    names = np.array(["a::", "b::x", "c::", "d::y"])
-    x = rng.standard_normal((400, 12)).astype(np.float32)
-    codes = rng.integers(0, 4, 400)
-    by_name, by_code = make(), make()
-    for start in range(0, 400, 100):
-        part = slice(start, start + 100)
-        by_name.partial_fit(x[part], names[codes[part]], classes=names)
-        by_code.partial_fit(x[part], codes[part], classes=np.arange(4))
-    _name_classes(by_code, names)
-    assert by_code.classes_.tolist() == by_name.classes_.tolist() == names.tolist()
-    np.testing.assert_array_equal(by_code.predict_proba(x), by_name.predict_proba(x))
-    assert (by_code.predict(x) == by_name.predict(x)).all()
+    assert isinstance(back, PackedTrainer) and back == trainer and back.recipe == recipe
+    assert back.recipe.hidden_layer_sizes == (500, 300, 100) and back.recipe.subsample == Subsample("balanced", 500, 2)
+    assert PackedTrainer().serialize() == {"class_path": "mermaid_train.model.spacer.PackedTrainer"}
 
 
 def test_packed_labels_satisfy_pyspacer_preprocessing(packed) -> None:
@@ -115,6 +78,7 @@ def test_model_loads_with_pyspacer_and_predicts(ours, packed) -> None:
     assert ours.trainer == "packed" and ours.classes == packed.classes
     clf = load_classifier(DataLocation("filesystem", str(ours.model_path)))
     assert type(clf.estimator._optimizer) is AdamOptimizer  # no mermaid_train class inside the pickle
+    assert clf.estimator.hidden_layer_sizes == (100,)  # pyspacer's rule for a small train set
     assert b"mermaid_train" not in ours.model_path.read_bytes()
     val_idx = packed.indices("val")
     assert len(ours.val_gt) == len(ours.val_est) == len(val_idx) == ours.val_rows.height
@@ -138,19 +102,19 @@ def test_same_seed_same_model_and_numpy_global_rng_restored(packed, tmp_path: Pa
     """Bug pinned: results depending on numpy's global RNG (which pyspacer reseeds), or training clobbering it."""
     np.random.seed(1234)
     before = np.random.get_state()
-    a = train(packed, epochs=2, seed=5, out_dir=tmp_path / "a")
-    b = train(packed, epochs=2, seed=5, out_dir=tmp_path / "b")
+    a = train(packed, replace(ONE_THREAD, epochs=2, seed=5), out_dir=tmp_path / "a")
+    b = train(packed, replace(ONE_THREAD, epochs=2, seed=5), out_dir=tmp_path / "b")
     after = np.random.get_state()
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
     assert np.array_equal(a.val_est, b.val_est) and a.ref_accs == b.ref_accs
     np.testing.assert_array_equal(a.val_scores, b.val_scores)
-    c = train(packed, epochs=2, seed=6, out_dir=tmp_path / "c")
+    c = train(packed, replace(ONE_THREAD, epochs=2, seed=6), out_dir=tmp_path / "c")
     assert not np.array_equal(a.val_scores, c.val_scores)
 
 
 def test_packed_and_stock_minibatch_accuracy_close(ours, packed, tmp_path: Path) -> None:
     """Bug pinned: our trainer learning something different from pyspacer's stock MiniBatchTrainer."""
-    stock = train(packed, epochs=10, trainer="minibatch", out_dir=tmp_path / "stock")
+    stock = train(packed, Recipe(trainer="minibatch"), out_dir=tmp_path / "stock")
     assert stock.trainer == "minibatch" and stock.classes == ours.classes
     assert stock.val_rows["annotation_id"].equals(ours.val_rows["annotation_id"])  # same val points, same order
     assert np.array_equal(stock.val_gt, ours.val_gt)
@@ -158,30 +122,79 @@ def test_packed_and_stock_minibatch_accuracy_close(ours, packed, tmp_path: Path)
     assert abs(stock.accuracy - ours.accuracy) <= 0.08, (stock.accuracy, ours.accuracy)
     assert stock.accuracy > 1.5 / len(ours.classes) and ours.accuracy > 1.5 / len(ours.classes)  # learned something
     assert load_classifier(DataLocation("filesystem", str(stock.model_path))).classes_.tolist() == ours.classes
+    assert stock.recipe.hidden_layer_sizes == ours.recipe.hidden_layer_sizes == (100,)  # pyspacer's size rule
 
 
 def test_previous_model_is_scored_on_the_new_val_set(ours, packed, tmp_path: Path) -> None:
     """Bug pinned: previous_model_locs ignored, or scored on another set than the new model's val."""
-    again = train(packed, epochs=1, seed=1, previous_model_locs=[str(ours.model_path)], out_dir=tmp_path / "next")
+    again = train(packed, replace(ONE_THREAD, epochs=1, seed=1), previous_model_locs=[str(ours.model_path)],
+                  out_dir=tmp_path / "next")
     assert again.previous_accuracies == [pytest.approx(ours.accuracy)]
 
 
-def test_lr_classifier(packed, tmp_path: Path) -> None:
-    """Bug pinned: clf_type LR (SGDClassifier, as pyspacer) broken on the packed path."""
-    out = train(packed, epochs=2, clf_type="LR", out_dir=tmp_path / "lr")
+@pytest.mark.parametrize("weighting", [None, "effective_number"])
+def test_lr_classifier(packed, tmp_path: Path, weighting) -> None:
+    """Bug pinned: clf_type LR (SGDClassifier, as pyspacer) broken on the packed path, with or without weights."""
+    out = train(packed, replace(ONE_THREAD, epochs=2, clf_type="LR", class_weighting=weighting),
+                out_dir=tmp_path / "lr")
     clf = load_classifier(DataLocation("filesystem", str(out.model_path)))
     assert type(clf.estimator).__name__ == "SGDClassifier" and clf.classes_.tolist() == out.classes
-    assert 0 < out.accuracy <= 1
+    assert 0 < out.accuracy <= 1 and out.recipe.hidden_layer_sizes in ((), None)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"trainer": "turbo"}, "unknown trainer"),
-    ({"clf_type": "SVM"}, "unknown classifier type"),
-    ({"epochs": 0}, "epochs must be a positive integer"),
+def test_upstream_preset_trains_weighted_and_stops_on_ref(packed, tmp_path: Path) -> None:
+    """Bug pinned: the upstream recipe's pieces (network, weights, early stopping) not reaching the trainer."""
+    recipe = replace(TrainingOptions(preset="upstream", epochs=12, blas_threads=1).recipe(),
+                     hidden_layer_sizes=(64, 32, 16))
+    out = train(packed, recipe, out_dir=tmp_path / "up")
+    report = out.report
+    assert report.hidden_layer_sizes == (64, 32, 16) and report.learning_rate == 1e-4
+    counts = np.bincount(np.searchsorted(out.classes, packed.rows["class_key"].gather(packed.indices("train"))),
+                         minlength=len(out.classes))
+    expected = balance.effective_number_weights(counts, beta=0.9999, ratio_cap=50.0).astype(np.float32)
+    np.testing.assert_array_equal(report.class_weights, expected)
+    clf = load_classifier(DataLocation("filesystem", str(out.model_path)))
+    assert clf.estimator.hidden_layer_sizes == (64, 32, 16) and clf.estimator.n_iter_ == len(out.epochs)
+    losses = [e.ref_loss for e in out.epochs]
+    assert report.best_epoch == int(np.argmin(losses))
+    assert report.stopped_early == (len(out.epochs) < 12)
+    if report.stopped_early:
+        assert len(out.epochs) == report.best_epoch + 4  # patience 3
+
+
+def test_logit_adjustment_auto_is_chosen_on_ref_and_stored(packed, tmp_path: Path) -> None:
+    """Bug pinned: tau searched on val (it must be ref), or the stored model lacking the chosen adjustment."""
+    out = train(packed, replace(ONE_THREAD, epochs=3, logit_adjustment="auto"), out_dir=tmp_path / "la")
+    search = out.report.logit_adjustment
+    table = search.candidates
+    assert table["tau"].to_list()[0] == 0.0 and table["chosen"].sum() == 1
+    chosen = search.row(search.tau)
+    assert chosen["ref_accuracy"] >= table["ref_accuracy"][0] - 0.03 - 1e-12
+    assert chosen["ref_balanced_accuracy"] == max(table.filter(pl.col("eligible"))["ref_balanced_accuracy"])
+    assert out.report.ref_balanced_accuracy == pytest.approx(chosen["ref_balanced_accuracy"])
+    fixed = train(packed, replace(ONE_THREAD, epochs=3, logit_adjustment=search.tau), out_dir=tmp_path / "fixed")
+    np.testing.assert_array_equal(fixed.val_scores, out.val_scores)  # the stored model is the chosen tau's
+
+
+def test_subsampled_train_set(packed, tmp_path: Path) -> None:
+    """Bug pinned: a subsample reaching ref or val, or the trainer ignoring the kept train rows."""
+    result = subsample_train(packed.rows, Subsample("balanced", 300, 5), packed.classes)
+    out = train(packed, replace(ONE_THREAD, epochs=2), train_indices=result.kept, out_dir=tmp_path / "sub")
+    assert out.details["train_points"] == len(result.kept) == int(result.counts["kept"].sum())
+    assert len(out.val_gt) == len(packed.indices("val")) - int(
+        packed.rows["class_key"].gather(packed.indices("val")).is_in(list(result.dropped_classes)).sum())
+    stock = train(packed, Recipe(trainer="minibatch", epochs=1), train_indices=result.kept, out_dir=tmp_path / "st")
+    assert stock.details["train_points"] == len(result.kept)
+
+
+@pytest.mark.parametrize(("recipe", "match"), [
+    (Recipe(trainer="turbo"), "unknown trainer"),
+    (Recipe(clf_type="SVM"), "unknown classifier type"),
+    (Recipe(epochs=0), "epochs must be a positive integer"),
 ])
-def test_bad_training_options(packed, tmp_path: Path, kwargs, match) -> None:
+def test_bad_training_options(packed, tmp_path: Path, recipe, match) -> None:
     with pytest.raises(TrainConfigError, match=match):
-        train(packed, out_dir=tmp_path, **kwargs)
+        train(packed, recipe, out_dir=tmp_path)
 
 
 def test_packed_trainer_refuses_stock_labels() -> None:

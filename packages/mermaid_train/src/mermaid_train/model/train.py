@@ -133,7 +133,8 @@ def fit_linear(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, ref_x: np.nd
         return float("nan")
 
     def score() -> tuple[float, float, float]:
-        proba = clf.predict_proba(ref_x)
+        with np.errstate(invalid="ignore", divide="ignore"):  # OvR rows whose sigmoids all underflow
+            proba = np.nan_to_num(clf.predict_proba(ref_x), nan=1.0 / n_classes)
         picked = np.clip(proba[np.arange(len(ref_y)), ref_y], 1e-15, 1.0)
         ce = -np.log(picked)
         ref_w = class_weights[ref_y] if class_weights is not None else None
