@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 from mermaid_data.demo.features import read_feature_file, write_feature_file
-from mermaid_train.features import cache as cache_mod
-from mermaid_train.features import npz as npz_mod
 from mermaid_train.errors import FeatureError
 from mermaid_train.features import FeatureCache, feature_uris, pack
+from mermaid_train.features import cache as cache_mod
+from mermaid_train.features import npz as npz_mod
 from spacer.data_classes import DataLocation, ImageFeatures
 
 

@@ -120,7 +120,7 @@ def test_choose_tau_takes_the_best_balanced_accuracy_within_the_accuracy_bound()
 
 def test_logit_adjustment_is_a_bias_shift() -> None:
     """Bug pinned: the exported logit adjustment differing from softmax(logits - tau * log prior)."""
-    x, y = _data(k=4)
+    x, _y = _data(k=4)
     arch = mlp.Architecture.for_classes(x.shape[1], (8,), 4)
     params = mlp.Params.glorot(arch, 0)
     names = np.array(["a", "b", "c", "d"])

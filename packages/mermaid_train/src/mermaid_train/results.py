@@ -42,8 +42,22 @@ class TrainReport:
     calibration_seconds: float
 
 
+class _PerEpoch:
+    """pyspacer's per-epoch lists from ``self.epochs``."""
+
+    epochs: tuple[EpochRecord, ...]
+
+    @property
+    def ref_accs(self) -> list[float]:
+        return [e.ref_accuracy for e in self.epochs]
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        return [e.seconds for e in self.epochs if not math.isnan(e.seconds)]
+
+
 @dataclass(frozen=True)
-class TrainOutcome:
+class TrainOutcome(_PerEpoch):
     """One training call's result: where the model is, val predictions and the per-epoch record."""
 
     model_path: Path
@@ -63,14 +77,6 @@ class TrainOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def ref_accs(self) -> list[float]:
-        return [e.ref_accuracy for e in self.epochs]
-
-    @property
-    def epoch_seconds(self) -> list[float]:
-        return [e.seconds for e in self.epochs if not math.isnan(e.seconds)]
-
-    @property
     def best_epoch(self) -> int:
         return self.report.best_epoch if self.report else len(self.epochs) - 1
 
@@ -84,7 +90,7 @@ class TrainOutcome:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(_PerEpoch):
     """What a run produced: IDs, counts, metrics and where every file is.
 
     ``TrainingRunner``: ``out_dir``, ``model_path`` and ``files`` are the run folder's. ``MLflowTrainingRunner``
@@ -129,14 +135,6 @@ class RunResult:
     registered_version: str | None = None
     classifier_uri: str | None = None
     artifact_uri: str | None = None
-
-    @property
-    def ref_accs(self) -> list[float]:
-        return [e.ref_accuracy for e in self.epochs]
-
-    @property
-    def epoch_seconds(self) -> list[float]:
-        return [e.seconds for e in self.epochs if not math.isnan(e.seconds)]
 
     def return_msg(self) -> TrainClassifierReturnMsg:
         return TrainClassifierReturnMsg(acc=float(self.headline["accuracy"]), pc_accs=list(self.previous_accuracies),
