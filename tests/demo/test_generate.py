@@ -6,7 +6,6 @@ import csv
 import hashlib
 import json
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from mermaid_data.demo import SCALES, DemoSummary, generate_demo_sources, write_
 from mermaid_data.demo.features import FEATURE_DIM, read_feature_file
 from mermaid_data.demo.generate import MANIFEST_FILE, MERMAID_FILE
 from mermaid_data.errors import ConfigError
-
-REFERENCE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "mermaid-api"
 
 MERMAID_COLUMNS = [
     "id",
@@ -433,14 +430,17 @@ def test_feature_files_load_with_pyspacer(tmp_path: Path, tiny: tuple[Path, Demo
 
 
 def test_features_depend_on_the_class(tiny: tuple[Path, DemoSummary, float]) -> None:
+    """Bug pinned: features that do not depend on the (BA, GF) class a CoralNet label maps to."""
     dest, _, _ = tiny
-    by_label: dict[str, list[np.ndarray]] = {}
+    classes = {m["provider_id"]: (m["benthic_attribute_id"], m["growth_form_id"]) for m in _label_mappings(dest)}
+    by_label: dict[tuple[str, str | None], list[np.ndarray]] = {}
     for path, _, _, labels in _feature_pairs(dest):
         if path.parent.name != "features" or not path.is_file():
             continue
         feat = read_feature_file(path)[2]
         for label, row in zip(labels, feat):
-            by_label.setdefault(label, []).append(row)
+            if str(label) in classes:  # several labels map to one class (82 and 1348 are both Turf algae)
+                by_label.setdefault(classes[str(label)], []).append(row)
     top = sorted(by_label, key=lambda k: -len(by_label[k]))[:3]
     means = [np.mean(by_label[k], axis=0) for k in top]
     sizes = [len(by_label[k]) for k in top]
@@ -502,6 +502,50 @@ def test_exactly_one_provider_id_is_mapped_twice(tiny: tuple[Path, DemoSummary, 
     assert len({m["id"] for m in mappings}) == len(mappings)
 
 
+def test_demo_is_built_on_the_bundled_real_taxonomy(
+    tmp_path: Path, tiny: tuple[Path, DemoSummary, float]
+) -> None:
+    """Bug pinned: a synthetic demo taxonomy on which the seed document's real ids change nothing."""
+    from mermaid_data.taxonomy import load_bundled_taxonomy
+
+    dest, _, _ = tiny
+    bundle = load_bundled_taxonomy()
+    _, bas = _follow_pages(dest / "api", "benthicattributes.json")
+    assert {(b["id"], b["name"], b["parent"]) for b in bas} == set(
+        zip(*(bundle.taxonomy.benthic_attributes.column(c).to_pylist() for c in ("id", "name", "parent_id")))
+    )
+    mappings = _label_mappings(dest)
+    bundled = {m["id"] for m in bundle.api_payloads()[2]}
+    assert len(mappings) == len(bundled) + 1 and bundled < {m["id"] for m in mappings}  # + the doubled id
+    # MERMAID rows use real BA ids; the seed document's Acropora::Branching and Porites::Massive occur
+    frame = _read_mermaid(dest)
+    assert set(frame["benthic_attribute_id"]) <= {b["id"] for b in bas}
+    pairs = set(frame.select("benthic_attribute_name", "growth_form_name").unique().rows())
+    assert {("Acropora", "Branching"), ("Porites", "Massive")} <= pairs
+
+    # at a larger size (no features: fast): CoralNet labels follow the real public counts, MERMAID rows
+    # have MERMAID's emphasis on hard coral
+    generate_demo_sources(tmp_path / "big", annotations=60_000, features=False)
+    labels = pl.concat([f.select("Label ID") for _, f in _coralnet_sources(tmp_path / "big").values()])["Label ID"]
+    top = [label for label, _ in Counter(labels.to_list()).most_common(2)]
+    assert top[0] == 82  # "Turf algae": 28% of public CoralNet annotations
+    real_top = sorted(bundle.label_counts, key=lambda k: -bundle.label_counts[k])[:6]
+    assert str(top[1]) in real_top
+    big = _read_mermaid(tmp_path / "big")
+    parents = {b["id"]: b["parent"] for b in bas}
+    names = {b["id"]: b["name"] for b in bas}
+
+    def root(ba_id: str) -> str:
+        while parents[ba_id] is not None:
+            ba_id = parents[ba_id]
+        return names[ba_id]
+
+    roots = Counter(root(ba) for ba in big["benthic_attribute_id"].to_list())
+    assert 0.33 <= roots["Hard coral"] / big.height <= 0.41, roots
+    hard = big.filter(pl.col("benthic_attribute_id").map_elements(root, return_dtype=pl.String) == "Hard coral")
+    assert 0.7 <= (hard["growth_form_name"] != "None").mean() <= 0.86
+
+
 def test_api_client_reads_the_demo_pages(tiny: tuple[Path, DemoSummary, float]) -> None:
     from mermaid_data.sources import api as api_module
     dest, summary, _ = tiny
@@ -511,52 +555,11 @@ def test_api_client_reads_the_demo_pages(tiny: tuple[Path, DemoSummary, float]) 
     assert taxonomy.label_mappings.num_rows == summary.label_mappings
 
 
-def _reference_payloads() -> tuple[list[dict], list[dict], list[dict]]:
-    def read(name: str) -> list[dict[str, str]]:
-        with (REFERENCE_DIR / name).open(newline="", encoding="utf-8-sig") as handle:
-            return list(csv.DictReader(handle))
+def test_write_api_pages_from_the_bundled_taxonomy(tmp_path: Path) -> None:
+    """Bug pinned: the real taxonomy (738 BAs, 711 mappings) not surviving a round trip through pages."""
+    from mermaid_data.taxonomy import load_bundled_taxonomy
 
-    ba_rows = read("benthic_attribute.csv")
-    bas = [
-        {
-            "id": r["id"],
-            "name": r["name"],
-            "parent": None if r["parent_id"] == "NULL" else r["parent_id"],
-            "status": int(r["status"]),
-            "updated_on": r["updated_on"],
-        }
-        for r in ba_rows
-    ]
-    gfs = [
-        {"id": r["id"], "name": r["name"], "updated_on": "2023-01-01T00:00:00Z"}
-        for r in read("growth_forms.csv")
-    ]
-    ba_names = {b["id"]: b["name"] for b in bas}
-    gf_names = {g["id"]: g["name"] for g in gfs}
-    mappings = []
-    for r in read("initial_label_pop.csv"):
-        gf_id = None if r["MermaidGfID"] == "NA" else r["MermaidGfID"]
-        mappings.append(
-            {
-                "id": str(uuid5_for(r["CoralNetID"], r["MermaidBaID"], gf_id)),
-                "benthic_attribute_id": r["MermaidBaID"],
-                "benthic_attribute_name": ba_names[r["MermaidBaID"]],
-                "growth_form_id": gf_id,
-                "growth_form_name": gf_names[gf_id] if gf_id else None,
-                "provider": "CoralNet",
-                "provider_id": r["CoralNetID"],
-                "provider_label": r["CoralNetName"],
-            }
-        )
-    return bas, gfs, mappings
-
-
-def uuid5_for(provider_id: str, ba_id: str, gf_id: str | None) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"test-mapping:{provider_id}:{ba_id}:{gf_id or ''}"))
-
-
-def test_write_api_pages_from_the_real_reference_csvs(tmp_path: Path) -> None:
-    bas, gfs, mappings = _reference_payloads()
+    bas, gfs, mappings = load_bundled_taxonomy().api_payloads()
     written = write_api_pages(tmp_path / "api", bas, gfs, mappings, page_size=250)
     assert tmp_path / "api" / "choices.json" in written
     names, results = _follow_pages(tmp_path / "api", "benthicattributes.json")
@@ -567,7 +570,8 @@ def test_write_api_pages_from_the_real_reference_csvs(tmp_path: Path) -> None:
     taxonomy = api_module.fetch_taxonomy(str(tmp_path / "api"))
     assert taxonomy.benthic_attributes.num_rows == 738
     assert taxonomy.growth_forms.num_rows == 11
-    assert taxonomy.label_mappings.num_rows == len(mappings)
+    assert taxonomy.label_mappings.num_rows == len(mappings) == 711
+    assert taxonomy.fingerprint() == load_bundled_taxonomy().taxonomy.fingerprint()
     with pytest.raises(ConfigError):
         write_api_pages(tmp_path / "bad", bas, gfs, mappings, page_size=0)
 

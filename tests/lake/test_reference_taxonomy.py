@@ -1,4 +1,9 @@
-"""Ingest the real MERMAID taxonomy (738 BAs, 11 GFs, 711 CoralNet label mappings) served over HTTP."""
+"""Ingest the real MERMAID taxonomy (738 BAs, 11 GFs, 711 CoralNet label mappings) served over HTTP.
+
+The taxonomy is the bundle shipped with mermaid_data (``mermaid_data/taxonomy/data/``), served as
+paginated API pages by a real local HTTP server; the lake's tables are checked against the bundle's CSV
+files read directly, and against a few facts of the real taxonomy checked by hand.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import pytest
 from mermaid_data.demo import DemoSummary
 from mermaid_data.ingest import IngestReport
 from mermaid_data.lake import Lake
+from mermaid_data.taxonomy import BUNDLE_DIR
 
 from tests.support.api_server import ApiServer
-from tests.support.reference import REFERENCE_DIR, load_reference_payloads
+from tests.support.reference import load_reference_payloads
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +39,7 @@ def reference_lake(
 
 
 def reference_rows(name: str) -> list[dict[str, str]]:
-    with (REFERENCE_DIR / name).open(newline="", encoding="utf-8-sig") as handle:
+    with (BUNDLE_DIR / name).open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -53,18 +59,19 @@ def test_real_taxonomy_table_sizes(
 def test_real_taxonomy_content(reference_lake: tuple[Lake, IngestReport]) -> None:
     """Bug pinned: ids, parents or growth forms altered on the way in (NULL GF, lost parents, renamed)."""
     lake, _ = reference_lake
-    bas = {r["id"]: r for r in reference_rows("benthic_attribute.csv")}
+    bas = {r["id"]: r for r in reference_rows("benthic_attributes.csv")}
     got = {r[0]: r for r in lake.sql("SELECT id, name, parent_id FROM benthic_attributes").rows()}
     assert set(got) == set(bas)
     for ba_id, (_, name, parent) in got.items():
         assert name == bas[ba_id]["name"]
-        assert parent == (None if bas[ba_id]["parent_id"] == "NULL" else bas[ba_id]["parent_id"])
+        assert parent == (bas[ba_id]["parent_id"] or None)
     assert lake.sql("SELECT count(*) FROM benthic_attributes WHERE parent_id IS NULL").item() == 12
     gf_names = set(lake.sql("SELECT name FROM growth_forms")["name"])
     assert gf_names == {r["name"] for r in reference_rows("growth_forms.csv")}
 
-    seed = reference_rows("initial_label_pop.csv")
-    with_gf = sum(1 for r in seed if r["MermaidGfID"] != "NA")
+    seed = reference_rows("label_mappings.csv")
+    with_gf = sum(1 for r in seed if r["growth_form_id"])
+    assert with_gf == 81  # the real mapping: 81 of 711 CoralNet labels also name a growth form
     counts = lake.sql(
         "SELECT count(*) FILTER (WHERE growth_form_id = ''), count(*) FILTER (WHERE growth_form_id IS NULL), "
         "count(*) FILTER (WHERE benthic_attribute_id NOT IN (SELECT id FROM benthic_attributes)) FROM label_mappings"
@@ -73,10 +80,33 @@ def test_real_taxonomy_content(reference_lake: tuple[Lake, IngestReport]) -> Non
     pairs = set(
         lake.sql("SELECT provider_id, benthic_attribute_id, growth_form_id FROM label_mappings").rows()
     )
-    assert pairs == {
-        (r["CoralNetID"], r["MermaidBaID"], "" if r["MermaidGfID"] == "NA" else r["MermaidGfID"])
-        for r in seed
+    assert pairs == {(r["provider_id"], r["benthic_attribute_id"], r["growth_form_id"]) for r in seed}
+
+
+def test_real_taxonomy_facts_checked_by_hand(reference_lake: tuple[Lake, IngestReport]) -> None:
+    """Bug pinned: a bundle that is not the real MERMAID taxonomy (the seed document's ids must resolve)."""
+    lake, _ = reference_lake
+    names = dict(lake.sql("SELECT id, name FROM benthic_attributes").rows())
+    # the seed documentation's example ids
+    assert names["050c0689-0b01-4a6c-afbf-a5d3ca39c310"] == "Acropora"
+    assert names["350e9eb4-5e6b-48f5-aeb8-0bfdf023bf1c"] == "Hard coral"
+    assert names["2b55697f-f26e-433e-9070-f1fe9748bf7b"] == "Porites"
+    assert names["31c5af16-30d7-4966-97f4-01889a5cf973"] == "Other"
+    gfs = dict(lake.sql("SELECT id, name FROM growth_forms").rows())
+    assert gfs["cf2deca6-53b8-4096-916f-32c2c71d14bf"] == "Branching"
+    assert gfs["888609b5-b58a-4d57-addc-a6935bba284b"] == "Massive"
+    acropora_path = lake.sql(
+        "SELECT p.name AS parent, g.name AS grandparent FROM benthic_attributes a JOIN benthic_attributes p ON p.id = a.parent_id "
+        "JOIN benthic_attributes g ON g.id = p.parent_id WHERE a.id = '050c0689-0b01-4a6c-afbf-a5d3ca39c310'"
+    ).row(0)
+    assert acropora_path == ("Acroporidae", "Hard coral")
+    turf = lake.sql("SELECT provider_label, benthic_attribute_name, growth_form_id FROM label_mappings "
+                    "WHERE provider_id = '82'").row(0)
+    assert turf == ("Turf algae", "Turf algae", "")
+    counts = {
+        r["provider_id"]: int(r["public_annotation_count"]) for r in reference_rows("coralnet_label_counts.csv")
     }
+    assert len(counts) == 711 and sum(counts.values()) == 19_739_370 and counts["82"] == 5_496_896
 
 
 def test_label_mapping_resolved_has_one_row_per_provider_id(

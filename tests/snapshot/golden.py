@@ -117,21 +117,27 @@ def cn_id(source: str, image: int, row: int, col: int, occurrence: int = 1) -> s
 
 def taxonomy_payloads(
     mappings: list[tuple[str, str, str, str, str]] = LABEL_MAPPINGS,
+    *,
+    ba_names: dict[str, str] = BA_NAMES,
+    ba_parents: dict[str, str] = BA_PARENTS,
+    gf_names: dict[str, str] = GF_NAMES,
 ) -> tuple[list[dict], list[dict], list[dict]]:
-    bas = [{"id": ba, "name": name, "parent": BA_PARENTS.get(ba), "updated_on": "2024-01-01T00:00:00Z"}
-           for ba, name in BA_NAMES.items()]
-    gfs = [{"id": gf, "name": name, "updated_on": "2024-01-01T00:00:00Z"} for gf, name in GF_NAMES.items()]
+    """API payloads (BAs, GFs, label mappings) of a taxonomy: the golden one unless others are given."""
+    bas = [{"id": ba, "name": name, "parent": ba_parents.get(ba), "updated_on": "2024-01-01T00:00:00Z"}
+           for ba, name in ba_names.items()]
+    gfs = [{"id": gf, "name": name, "updated_on": "2024-01-01T00:00:00Z"} for gf, name in gf_names.items()]
     lms = [
         {"id": mid, "provider": "CoralNet", "provider_id": label, "provider_label": name,
-         "benthic_attribute_id": ba, "benthic_attribute_name": BA_NAMES[ba],
-         "growth_form_id": gf or None, "growth_form_name": GF_NAMES.get(gf),
+         "benthic_attribute_id": ba, "benthic_attribute_name": ba_names[ba],
+         "growth_form_id": gf or None, "growth_form_name": gf_names.get(gf),
          "updated_on": "2024-01-01T00:00:00Z"}
         for mid, label, name, ba, gf in mappings
     ]
     return bas, gfs, lms
 
 
-def write_mermaid(dest: Path, rows=MERMAID_ROWS, images_with_features=MERMAID_IMAGES_WITH_FEATURES) -> None:
+def write_mermaid(dest: Path, rows=MERMAID_ROWS, images_with_features=MERMAID_IMAGES_WITH_FEATURES, *,
+                  ba_names: dict[str, str] = BA_NAMES, gf_names: dict[str, str] = GF_NAMES) -> None:
     folder = dest / "mermaid"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime(2024, 5, 1, tzinfo=UTC)
@@ -143,10 +149,10 @@ def write_mermaid(dest: Path, rows=MERMAID_ROWS, images_with_features=MERMAID_IM
             "row": pa.array([r[2] for r in rows], pa.int64()),
             "col": pa.array([r[3] for r in rows], pa.int64()),
             "benthic_attribute_id": [r[4] for r in rows],
-            "benthic_attribute_name": [BA_NAMES[r[4]] for r in rows],
+            "benthic_attribute_name": [ba_names[r[4]] for r in rows],
             # MERMAID writes a missing growth form as None/'None': both forms appear here
             "growth_form_id": [r[5] if r[5] else ("None" if i % 2 else None) for i, r in enumerate(rows)],
-            "growth_form_name": [GF_NAMES.get(r[5]) for r in rows],
+            "growth_form_name": [gf_names.get(r[5]) for r in rows],
             "updated_on": pa.array([stamp] * len(rows), pa.timestamp("us", tz="UTC")),
             "region_id": ["r1"] * len(rows),
             "region_name": ["Indo-Pacific"] * len(rows),

@@ -1,14 +1,14 @@
 """Every Python example of docs/training.md's "The seed examples" runs as written.
 
 The examples are the seed documentation's, verbatim, importing from ``mermaid_classifier.pyspacer.train``.
-They run in a working directory holding the CSVs they name (``sources/sample.csv``,
-``labels/coral_rollups.csv``, ...) written with IDs of the tiny demo lake, with ``MERMAID_LAKE_URI``
+They run in a working directory holding the CSVs they name: the rollup and exclusion CSVs exactly as the
+documentation quotes them (real MERMAID ids, which the demo lake has), the others written with ids of the
+tiny demo lake (its CoralNet source ids are made up), with ``MERMAID_LAKE_URI``
 pointing at that lake and ``MLFLOW_TRACKING_URI`` at the session's real MLflow server.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -20,17 +20,9 @@ from tests.support.mlflow_server import (
     session_train_lake,
     write_sources_csv,
 )
+from tests.support.seed_docs import seed_exclusions_csv, seed_python_examples, seed_rollups_csv
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
-
-
-def seed_examples() -> list[str]:
-    text = DOC.read_text(encoding="utf-8")
-    section = text.split("## The seed examples", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-
-
-EXAMPLES = seed_examples()
+EXAMPLES = seed_python_examples()
 
 
 @pytest.fixture(scope="session")
@@ -51,21 +43,11 @@ def seed_dir(runner_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Pat
     ids = sample.read_text().split()[1:]
     labels = root / "labels"
     labels.mkdir()
-    classes = runner_lake.sql(
-        "SELECT a.benthic_attribute_id AS ba, b.name AS ba_name, a.growth_form_id AS gf, coalesce(g.name, '') AS gf_name, "
-        "count(*) AS n FROM annotations_mapped a JOIN benthic_attributes b ON b.id = a.benthic_attribute_id "
-        "LEFT JOIN growth_forms g ON g.id = a.growth_form_id GROUP BY ALL ORDER BY n DESC, ba, gf").rows()
-    with_gf = [c for c in classes if c[2]]
-    first, second = classes[0], classes[1]
+    # the rollup and exclusion examples' CSVs, verbatim: their real MERMAID ids are in the demo lake
+    (labels / "coral_rollups.csv").write_text(seed_rollups_csv())
+    (labels / "exclusions.csv").write_text(seed_exclusions_csv())
     rollup_header = "from_ba_id,from_ba_name,from_gf_id,from_gf_name,to_ba_id,to_ba_name,to_gf_id,to_gf_name\n"
-    (labels / "coral_rollups.csv").write_text(
-        rollup_header
-        + f"{second[0]},{second[1]},{second[2]},{second[3]},{first[0]},{first[1]},{first[2]},{first[3]}\n"
-        + f"{with_gf[0][0]},{with_gf[0][1]},{with_gf[0][2]},{with_gf[0][3]},{with_gf[0][0]},{with_gf[0][1]},,\n"
-    )
     label_header = "ba_id,ba_name,gf_id,gf_name\n"
-    (labels / "exclusions.csv").write_text(
-        label_header + "".join(f"{c[0]},{c[1]},{c[2]},{c[3]}\n" for c in classes[:2]))
     # the full example: CoralNet sample sources only, growth forms dropped, then rolled up and included
     bas = runner_lake.sql(
         "SELECT a.benthic_attribute_id AS ba, b.name AS ba_name, count(*) AS n FROM annotations_mapped a "

@@ -70,7 +70,7 @@ def ingest(
     mermaid: Annotated[str | None, typer.Option(help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
     coralnet: Annotated[str | None, typer.Option(help="Root URI holding s<id>/annotations.csv")] = None,
     coralnet_sources: Annotated[Path | None, typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
-    api: Annotated[str | None, typer.Option(help="MERMAID API base URL or a local directory of pages; 'none' skips")] = None,
+    api: Annotated[str | None, typer.Option(help="MERMAID API base URL, a local directory of pages, 'bundled' (the taxonomy shipped with mermaid-data) or 'none' (skip)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with row counts; write nothing")] = False,
 ) -> None:
     """Materialize MERMAID and CoralNet annotations and the MERMAID taxonomy into the lake."""
@@ -338,6 +338,29 @@ def snapshot_export(snapshot_id: str, dest: str, lake: LakeOpt = None) -> None:
     console.print(f"exported to {export(Lake.open(lake), snapshot_id, dest)}; check it with `mermaid-data snapshot verify {dest}`")
 
 
+taxonomy_app = typer.Typer(no_args_is_help=True, help="The public MERMAID taxonomy bundled with mermaid-data.")
+app.add_typer(taxonomy_app, name="taxonomy")
+
+
+@taxonomy_app.command("snapshot")
+@user_errors
+def taxonomy_snapshot(
+    dest: Annotated[Path, typer.Argument(help="Folder to write the bundle into (the package's own: packages/mermaid_data/src/mermaid_data/taxonomy/data)")],
+    api: Annotated[str, typer.Option("--api", help="MERMAID API base URL (e.g. https://api.datamermaid.org/v1/) or a folder of saved API pages")],
+    label_counts: Annotated[Path | None, typer.Option("--label-counts", help="CSV of CoralNet label counts (CoralNetID, Public annotation count); default: keep the bundled counts")] = None,
+) -> None:
+    """Write the taxonomy bundle (BAs, GFs, CoralNet label mappings and counts) from API pages."""
+    from mermaid_data.taxonomy import snapshot_taxonomy
+
+    result = snapshot_taxonomy(api, dest, label_counts_csv=label_counts)
+    console.print(f"wrote {result.benthic_attributes} benthic attributes, {result.growth_forms} growth forms, "
+                  f"{result.label_mappings} label mappings of {result.coralnet_labels} CoralNet labels to {result.dest}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"label counts from {result.counts_from}"
+                  + (f"; {result.labels_without_count} label(s) without a count (written as 0)" if result.labels_without_count else ""),
+                  highlight=False, soft_wrap=True)
+
+
 @app.command()
 @user_errors
 def vacuum(lake: LakeOpt = None, dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
@@ -349,6 +372,70 @@ def vacuum(lake: LakeOpt = None, dry_run: Annotated[bool, typer.Option("--dry-ru
     removed = run_vacuum(the_lake, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()))
+
+
+# ---- spec: starter spec CSVs computed from the lake (mermaid_data.specs, sql/spec/) ----------------
+
+spec_app = typer.Typer(no_args_is_help=True, help="Starter spec CSVs from the lake, for snapshot create / DatasetOptions.")
+app.add_typer(spec_app, name="spec")
+SpecOutputOpt = Annotated[CsvOpt, typer.Option("--output", help="Write the CSV to this file (default: stdout)")]
+
+
+def _emit_spec(result, output: Path | None) -> None:
+    """The CSV to ``output`` (whole or not at all) or stdout; the summary line on stderr."""
+    if output is None:
+        sys.stdout.write(result.to_csv())
+    else:
+        result.write(output)
+    err.print(f"wrote {output or 'stdout'}: {result.summary()}", highlight=False, soft_wrap=True)
+
+
+@spec_app.command("rollups")
+@user_errors
+def spec_rollups(
+    to: Annotated[str, typer.Option("--to", help="root | 'depth N' (root = depth 1) | CSV with a ba_id column of targets")],
+    drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Roll every (BA, GF) up to (target, no GF)")] = False,
+    lake: LakeOpt = None,
+    output: SpecOutputOpt = None,
+) -> None:
+    """Rollup CSV: every (BA, GF) pair of the lake rolled up to its ancestor at a level of the taxonomy."""
+    from mermaid_data.specs import rollup_spec
+
+    _emit_spec(rollup_spec(Lake.open(lake), to, drop_growthforms=drop_growthforms), output)
+
+
+@spec_app.command("labels")
+@user_errors
+def spec_labels(
+    min_annotations: Annotated[int, typer.Option("--min-annotations", help="Keep classes with at least N annotations")],
+    top: Annotated[int | None, typer.Option("--top", help="Keep only the K largest of those")] = None,
+    rollups: Annotated[CsvOpt, typer.Option("--rollups", help="Rollup CSV applied first (as snapshot create --rollups)")] = None,
+    drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Set every growth form to none (before rollups)")] = False,
+    coralnet_sources: Annotated[CsvOpt, typer.Option("--coralnet-sources", help="CSV with column id: CoralNet sources counted (none = no CoralNet)")] = None,
+    no_mermaid: Annotated[bool, typer.Option("--no-mermaid", help="Leave MERMAID annotations out")] = False,
+    lake: LakeOpt = None,
+    output: SpecOutputOpt = None,
+) -> None:
+    """Include CSV: the (BA, GF) classes with enough annotations after the recipe's rollups."""
+    from mermaid_data.specs import label_spec
+
+    result = label_spec(Lake.open(lake), min_annotations=min_annotations, top=top, rollups_csv=rollups,
+                        drop_growthforms=drop_growthforms, coralnet_sources_csv=coralnet_sources,
+                        include_mermaid=not no_mermaid)
+    _emit_spec(result, output)
+
+
+@spec_app.command("sources")
+@user_errors
+def spec_sources(
+    min_images: Annotated[int, typer.Option("--min-images", help="Keep CoralNet sources with at least N images")],
+    lake: LakeOpt = None,
+    output: SpecOutputOpt = None,
+) -> None:
+    """CoralNet sources CSV (id, images, annotations): the sources with enough images."""
+    from mermaid_data.specs import source_spec
+
+    _emit_spec(source_spec(Lake.open(lake), min_images=min_images), output)
 
 
 if __name__ == "__main__":  # pragma: no cover

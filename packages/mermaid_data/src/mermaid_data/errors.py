@@ -62,3 +62,7 @@ class ConfigError(MermaidDataError):
 
 class SnapshotError(MermaidDataError):
     """A snapshot cannot be built, found or verified (too many missing features, unknown ID, ...)."""
+
+
+class TaxonomyError(LakeError):
+    """The lake's benthic attribute tree cannot be walked: a cycle in parent_id, or an unknown parent."""

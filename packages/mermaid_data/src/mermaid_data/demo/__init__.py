@@ -1,4 +1,4 @@
-"""Offline demo sources: a synthetic MERMAID parquet, CoralNet CSVs, pyspacer features and API pages.
+"""Offline demo sources on the bundled real MERMAID taxonomy: a MERMAID parquet, CoralNet CSVs, pyspacer features and API pages.
 
 Usage::
 

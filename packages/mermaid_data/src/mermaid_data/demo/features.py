@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 FEATURE_DIM = 1280  # EfficientNet-B0
-SIGNAL = 0.09
+SIGNAL = 0.12
 GF_WEIGHT = 0.6
 IMAGE_SIGMA = 0.25
 NOISE_SIGMA = 1.0

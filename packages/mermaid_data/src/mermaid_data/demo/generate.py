@@ -397,6 +397,7 @@ def _write_mermaid(
     region_ids = _string_array([region.id for region in taxonomy.regions])
     region_names = _string_array([region.name for region in taxonomy.regions])
     n_gf = len(gfs)
+    gf_cdf = np.cumsum(taxonomy.mermaid_gf_weights, axis=1)
 
     missing = _exact_missing(feature_rng, n_images) if model is not None else np.zeros(n_images, dtype=bool)
     written = 0
@@ -412,7 +413,8 @@ def _write_mermaid(
             cols = np.tile(grid_cols[start:stop], (1, MERMAID_GRID)).ravel()
             ba = rng.choice(len(bas), size=n, p=taxonomy.mermaid_ba_weights)
             has_gf = rng.random(n) < taxonomy.mermaid_gf_probability[ba]
-            gf = rng.choice(n_gf, size=n, p=taxonomy.mermaid_gf_weights)
+            # each row's growth form from its BA's own distribution: inverse CDF, vectorized
+            gf = np.minimum((rng.random(n)[:, None] > gf_cdf[ba]).sum(axis=1), n_gf - 1)
             gf = np.where(has_gf, gf, n_gf)
             row_ids = _uuid_strings(_random_uuid_bytes(rng, n))
             point_ids = _uuid_strings(_random_uuid_bytes(rng, n))
@@ -547,6 +549,7 @@ def _write_coralnet(
         source_weights = taxonomy.label_weights * rng.gamma(4.0, 0.25, n_mapped)
         keep = rng.random(n_mapped) < 0.6
         keep[:10] = True
+        keep[taxonomy.double_mapped[0]] = True  # every source uses the label the mapping lists twice
         source_weights = np.where(keep, source_weights, 0.0)
         label_index = rng.choice(n_mapped, size=n, p=source_weights / source_weights.sum())
         is_unmapped = rng.random(n) < UNMAPPED_SHARE

@@ -168,7 +168,8 @@ def _warnings(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[str]:
     return sorted(set(out))
 
 
-def _check_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
+def check_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
+    """Refuse a sources CSV that lists CoralNet sources the pinned lake does not hold."""
     if "sources" not in recipe.specs:
         return
     present = {r[0] for r in con.execute(
@@ -224,7 +225,7 @@ def build(lake, recipe: Recipe, name: str, message: str, target: storage.Uri, *,
     con = open_pinned(lake, recipe)
     written = False
     try:
-        _check_sources(con, recipe)
+        check_sources(con, recipe)
         warnings = _warnings(con, recipe)
         groups = con.execute(shaping_query(load_sql("snapshot/group_counts"), through=5), _params(recipe)).fetchall()
         counts = [row for row in groups if row[2] is not None]  # (site, source, reason, label, annotations)

@@ -26,7 +26,7 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 class SpecTable:
     """A parsed spec CSV: its kind, where it came from, normalized rows and their hash."""
 
-    kind: str  # "rollups" | "include" | "exclude" | "sources"
+    kind: str  # "rollups" | "include" | "exclude" | "sources" | "targets" (spec rollups --to)
     path: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
@@ -50,6 +50,7 @@ COLUMNS = {
     "include": ("ba_id", "gf_id"),
     "exclude": ("ba_id", "gf_id"),
     "sources": ("id",),
+    "targets": ("ba_id",),
 }
 OPTIONAL = {"from_gf_id", "to_gf_id", "gf_id"}
 FIXES = {
@@ -57,6 +58,7 @@ FIXES = {
     "include": "an include CSV has columns ba_id,gf_id (gf blank = no growth form)",
     "exclude": "an exclude CSV has columns ba_id,gf_id (gf blank = no growth form)",
     "sources": "a sources CSV has a column 'id' of CoralNet source ids (integers)",
+    "targets": "a targets CSV has a column ba_id of benthic attribute ids (other columns are ignored)",
 }
 
 

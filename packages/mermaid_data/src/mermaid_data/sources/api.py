@@ -44,6 +44,7 @@ from mermaid_data.settings import MERMAID_PUBLIC_API_URL
 __all__ = [
     "BENTHIC_ATTRIBUTES_FILE",
     "BENTHIC_ATTRIBUTES_SCHEMA",
+    "BUNDLED",
     "CHOICES_FILE",
     "GROWTH_FORMS_SCHEMA",
     "LABEL_MAPPINGS_FILE",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 LIVE_API_URL = MERMAID_PUBLIC_API_URL
+#: ``api`` value that reads the taxonomy bundled with the package instead of pages.
+BUNDLED = "bundled"
 
 #: Local-directory layout (relative to the directory passed as ``api``).
 BENTHIC_ATTRIBUTES_FILE = "benthicattributes.json"
@@ -148,13 +151,18 @@ class Taxonomy:
 
 
 def fetch_taxonomy(api: str, *, timeout_s: float = 10.0, retries: int = 3) -> Taxonomy:
-    """Read and validate the taxonomy from the MERMAID API (``http(s)://`` base URL) or a page directory.
+    """Read and validate the taxonomy from the MERMAID API (``http(s)://`` base URL), a page directory, or
+    ``"bundled"``: the public taxonomy snapshot shipped with this package (``mermaid_data.taxonomy``).
 
     ``timeout_s`` bounds every network operation of every request; ``retries`` is the number of extra
     attempts after a connection error, timeout, HTTP 5xx or 429 (4xx other than 429 is not retried).
     Raises ``SourceUnreachableError`` when the API or directory cannot be read and ``SourceFormatError``
     when what was read does not have the API's shape.
     """
+    if str(api).strip().lower() == BUNDLED:
+        from mermaid_data.taxonomy import load_bundled_taxonomy
+
+        return load_bundled_taxonomy().taxonomy
     source = _open_source(api, timeout_s=timeout_s, retries=retries)
 
     ba_pages = list(_paginate(source, source.benthic_attributes_start()))
