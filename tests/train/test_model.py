@@ -118,6 +118,17 @@ def test_choose_tau_takes_the_best_balanced_accuracy_within_the_accuracy_bound()
     assert balance.choose_tau(lambda t: (0.8, 0.3), grid=(0.0, 1.0)).tau == 0.0  # ties keep the smallest tau
 
 
+def test_calibration_weights_by_hand() -> None:
+    """Golden case: ref points weighted by class weight x prior**-tau, mean 1; None when balance is off."""
+    y = np.array([0, 0, 0, 1])
+    prior = balance.log_prior([3, 1])  # log 3/4, log 1/4
+    assert balance.ref_weights(y, None, prior, 0.0) is None
+    w = balance.ref_weights(y, None, prior, 1.0)  # prior**-1: 4/3 and 4 -> relative 1 : 3
+    np.testing.assert_allclose(w, np.array([1, 1, 1, 3]) / 1.5)
+    w = balance.ref_weights(y, np.array([0.5, 2.0]), prior, 0.0)
+    np.testing.assert_allclose(w, np.array([0.5, 0.5, 0.5, 2.0]) / 0.875)
+
+
 def test_logit_adjustment_is_a_bias_shift() -> None:
     """Bug pinned: the exported logit adjustment differing from softmax(logits - tau * log prior)."""
     x, _y = _data(k=4)

@@ -12,6 +12,12 @@ Logit adjustment (Menon et al., 2021)
     points): no retraining, one number. ``tau`` is chosen on the ref set: the candidate with the highest
     balanced accuracy among those whose accuracy is at most ``max_accuracy_loss`` below ``tau = 0``'s.
     In the exported model it is a change of the output layer's bias.
+
+Calibration under balance
+    pyspacer calibrates on the ref set's natural class mix; per-class sigmoids fitted there learn that a
+    rare class is rare and undo most of either correction. So with balance on, the ref points are weighted
+    in the calibration like the balance weights the classes (``ref_weights``: the loss's class weights
+    times ``prior ** -tau``), and the stored probabilities are calibrated for that balanced objective.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 def effective_number_weights(counts: Sequence[int] | np.ndarray, *, beta: float = 0.9999,
@@ -42,6 +48,17 @@ def log_prior(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """``log(n_c / N)`` per class (classes without points get the log of half a point, not -inf)."""
     n = np.maximum(np.asarray(counts, dtype=np.float64), 0.5)
     return np.log(n / n.sum())
+
+
+def ref_weights(y: np.ndarray, class_weights: np.ndarray | None, log_prior_: np.ndarray, tau: float) -> np.ndarray | None:
+    """Calibration weights of points with classes ``y``: the class weights times ``exp(-tau * log prior)``,
+    mean 1; None when neither applies (unweighted, pyspacer's calibration)."""
+    if class_weights is None and not tau:
+        return None
+    per_class = np.ones(len(log_prior_)) if class_weights is None else np.asarray(class_weights, dtype=np.float64)
+    per_class = per_class * np.exp(-tau * log_prior_)
+    w = per_class[y]
+    return w / w.mean()
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,14 @@ def shift_output_bias(clf, shift: np.ndarray) -> None:
         raise TypeError(f"cannot shift the bias of {type(clf).__name__}")
 
 
-def calibrate(clf, ref_x: np.ndarray, ref_labels: np.ndarray) -> CalibratedClassifierCV:
-    """pyspacer's calibration: sigmoid per class, fitted on the ref set, around the trained classifier."""
+def calibrate(clf, ref_x: np.ndarray, ref_labels: np.ndarray,
+              sample_weight: np.ndarray | None = None) -> CalibratedClassifierCV:
+    """pyspacer's calibration: sigmoid per class, fitted on the ref set, around the trained classifier.
+
+    ``sample_weight`` weights the ref points (class balance: see ``model.spacer``); None is pyspacer's.
+    """
     calibrated = CalibratedClassifierCV(clf, cv="prefit")
-    calibrated.fit(ref_x, ref_labels)
+    calibrated.fit(ref_x, ref_labels, sample_weight=sample_weight)
     return calibrated
 
 

@@ -215,7 +215,7 @@ class PackedTrainer(ClassifierTrainer):
             clf = fit.linear
             clf.classes_ = names  # trained on class indices (sorted like the names): the same columns
         started = time.perf_counter()
-        calibrated, tau, search, ref_scores = self._calibrate(clf, ref_x, ref_y, names, counts, recipe)
+        calibrated, tau, search, ref_scores = self._calibrate(clf, ref_x, ref_y, names, counts, weights, recipe)
         calibration_s = time.perf_counter() - started
         del ref_x
 
@@ -243,8 +243,14 @@ class PackedTrainer(ClassifierTrainer):
         )
 
     @staticmethod
-    def _calibrate(clf, ref_x, ref_y, names, counts, recipe: Recipe):
-        """Logit adjustment (fixed, or ``auto``: every candidate calibrated and scored on ref), then calibration."""
+    def _calibrate(clf, ref_x, ref_y, names, counts, class_weights, recipe: Recipe):
+        """Logit adjustment (fixed, or ``auto``: every candidate calibrated and scored on ref), then calibration.
+
+        With class balance on, the ref points are weighted in the calibration as the balance weights the
+        classes (the loss's class weights, times ``prior ** -tau`` for a logit adjustment), normalised to
+        a mean of 1: calibrated on the natural class mix, the per-class sigmoids would undo most of the
+        balancing. Without either, calibration is pyspacer's (unweighted).
+        """
         prior = balance.log_prior(counts)
         base_bias = _output_bias(clf)
 
@@ -252,7 +258,7 @@ class PackedTrainer(ClassifierTrainer):
             _set_output_bias(clf, base_bias)
             if tau:
                 export.shift_output_bias(clf, tau * prior)
-            model = export.calibrate(clf, ref_x, names[ref_y])
+            model = export.calibrate(clf, ref_x, names[ref_y], balance.ref_weights(ref_y, class_weights, prior, tau))
             pred = model.predict_proba(ref_x).argmax(axis=1)
             return model, (float(np.mean(pred == ref_y)), balanced_accuracy(ref_y, pred, len(names)))
 
