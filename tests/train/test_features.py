@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from mermaid_data.demo.features import read_feature_file, write_feature_file
 from mermaid_train.errors import FeatureError
-from mermaid_train.features import FeatureCache, feature_uris, pack
+from mermaid_train.features import FeatureCache, feature_uris, gather, pack
 from mermaid_train.features import cache as cache_mod
 from mermaid_train.features import npz as npz_mod
 from spacer.data_classes import DataLocation, ImageFeatures
@@ -273,3 +273,35 @@ def test_bit_flip_in_a_feature_file_is_caught(train_lake, split, uris, tmp_path:
     with pytest.raises(FeatureError, match="corrupt or truncated") as info:
         _pack(split, train_lake, tmp_path / "work", cache)
     assert uris[2] in str(info.value)
+
+
+def test_float16_pack_holds_the_float32_vectors_halved(train_lake, split, train_packed, tmp_path: Path) -> None:
+    """Bug pinned: a float16 pack with other rows or vectors than the float32 one (it must only round them)."""
+    full = train_packed[1]
+    half = pack(split, snapshot_id=train_lake.snapshot_id, split_key="k", dtype="float16",
+                cache=FeatureCache(tmp_path / "cache"), lake=train_lake.lake, work_dir=tmp_path / "work",
+                missing_allowed_pct=5.0)
+    assert half.directory.name == "k-f16" and (half.directory / "X.f16").is_file()
+    assert half.dtype == "float16" and half.x.nbytes * 2 == full.x.nbytes
+    assert half.rows["annotation_id"].equals(full.rows["annotation_id"]) and np.array_equal(half.y, full.y)
+    np.testing.assert_array_equal(np.asarray(half.x), np.asarray(full.x).astype(np.float16))
+    got = gather(half.x, np.array([5, 1, 3]))
+    assert got.dtype == np.float32 and np.array_equal(got, np.asarray(half.x)[[5, 1, 3]].astype(np.float32))
+
+
+def test_fetch_parallelism_is_configurable(s3, s3_bucket, uris, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug pinned: S3 fetches capped at a handful of requests (real buckets need ~50 in flight)."""
+    from mermaid_train.options import get_train_settings
+    from mermaid_train.runner import TrainingRunner
+
+    assert get_train_settings().fetch_workers == 50 and FeatureCache(tmp_path / "c").workers == 50
+    monkeypatch.setenv("MERMAID_FEATURE_FETCH_WORKERS", "12")
+    assert TrainingRunner().fetch_workers == 12 and TrainingRunner(fetch_workers=3).fetch_workers == 3
+    bucket = s3_bucket("many")
+    client = s3.client()
+    keys = []
+    for i, uri in enumerate(uris[:20]):
+        client.upload_file(uri, bucket, f"f/{i}.featurevector")
+        keys.append(f"s3://{bucket}/f/{i}.featurevector")
+    report = FeatureCache(tmp_path / "cache", workers=16).fetch(keys)
+    assert (report.fetched, report.workers, report.missing) == (20, 16, [])
