@@ -88,6 +88,10 @@ def calibrate(clf, ref_x: np.ndarray, ref_labels: np.ndarray,
     ``sample_weight`` weights the ref points (class balance: see ``model.spacer``); None is pyspacer's.
     """
     calibrated = CalibratedClassifierCV(clf, cv="prefit")
+    if sample_weight is not None:  # sklearn's sigmoid fit wants the weights in its predictions' dtype
+        response = clf.predict_proba if hasattr(clf, "predict_proba") and not hasattr(clf, "decision_function") \
+            else clf.decision_function
+        sample_weight = np.asarray(sample_weight, dtype=np.asarray(response(ref_x[:1])).dtype)
     calibrated.fit(ref_x, ref_labels, sample_weight=sample_weight)
     return calibrated
 
