@@ -229,9 +229,52 @@ def child_gemm(batch: int) -> dict:
     return {"cores": cores, "one": gemm_gflops(shapes, 1, seconds=3.0), "all": gemm_gflops(shapes, cores, seconds=3.0)}
 
 
+def code_digest() -> str:
+    """SHA-256 of this script and the mermaid_train sources: a saved result is only reused for the same code."""
+    import hashlib
+
+    import mermaid_train
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in sorted(Path(mermaid_train.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _saved(workdir: Path, label: str) -> Path:
+    return workdir / "results" / (label.replace(" ", "_").replace("+", "plus") + ".json")
+
+
+def child_main(args: argparse.Namespace) -> dict:
+    """Run one measured child; every result is saved to ``<workdir>/results/<label>.json``.
+
+    With ``--reuse-results`` (or the file ``<workdir>/results/reuse``) a saved result for the same snapshot
+    and the same code (``code_digest``) is returned instead of measuring again, marked ``reused``: for
+    assembling one table from runs made separately (e.g. in parallel). Off by default.
+    """
+    label = args.name or args.child
+    saved = _saved(args.workdir, label)
+    reuse = args.reuse_results or (args.workdir / "results" / "reuse").is_file()
+    stamp = {"snapshot_id": args.snapshot, "code": code_digest()}
+    if reuse and saved.is_file():
+        old = json.loads(saved.read_text())
+        if {k: old.get(k) for k in stamp} == stamp:
+            return {**old, "reused": True}
+    if args.child == "stock":
+        result = child_stock(args.workdir, args.snapshot, 10)
+    elif args.child == "gemm":
+        result = child_gemm(args.batch)
+    else:
+        result = child_ours(args.workdir, args.snapshot, args.name, None, args.fresh)
+    result = {**result, **stamp, "load_after": _load()}
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def run_child(args: argparse.Namespace, kind: str, snapshot_id: str, *extra: str) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--workdir", str(args.workdir), "--snapshot", snapshot_id,
-           *extra]
+           *extra, *(["--reuse-results"] if args.reuse_results else [])]
     print(f"running {kind} {' '.join(extra)} ({_load()}) ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -256,6 +299,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-stock", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reuse-results", action="store_true",
+                        help="reuse results saved in WORKDIR/results for the same snapshot and code (default: measure)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
@@ -267,13 +312,7 @@ def main() -> None:
     args.workdir = args.workdir.resolve()
 
     if args.child:
-        if args.child == "stock":
-            result = child_stock(args.workdir, args.snapshot, 10)
-        elif args.child == "gemm":
-            result = child_gemm(args.batch)
-        else:
-            result = child_ours(args.workdir, args.snapshot, args.name, None, args.fresh)
-        print(_RESULT + json.dumps(result), flush=True)
+        print(_RESULT + json.dumps(child_main(args)), flush=True)
         return
 
     presets = args.preset or ["pyspacer", "upstream"]
@@ -316,7 +355,7 @@ def main() -> None:
     for name, run in runs.items():
         share = run["gflops"] / run["gemm_peak"] if run["gflops"] == run["gflops"] else float("nan")
         run["share"] = share
-        rows.append((name, f"{run['fit_s']:.1f}", f"{run['wall_s']:.1f}", f"{run['peak_rss_gb']:.2f}",
+        rows.append((name + (" *" if run.get("reused") else ""), f"{run['fit_s']:.1f}", f"{run['wall_s']:.1f}", f"{run['peak_rss_gb']:.2f}",
                      f"{run['accuracy']:.4f}", f"{run['balanced_accuracy']:.4f}", f"{run['worst_source_accuracy']:.3f}",
                      f"{run['epochs']} ({run['best_epoch']})", f"{run['gflops']:.1f}", f"{run['gemm_peak']:.1f}",
                      f"{share:.2f}",
@@ -353,6 +392,8 @@ def main() -> None:
     if args.annotations >= 1_000_000:
         worst = max(r["peak_rss_gb"] for r in runs.values())
         checks.append(("peak RSS, every run (GB)", f"{worst:.2f}", _verdict(worst < 8, "< 8")))
+    if any(r.get("reused") for r in runs.values()):
+        print("* reused: measured by an earlier child (saved in WORKDIR/results, same snapshot and code)")
     if checks:
         width = max(len(c[0]) for c in checks)
         print()
