@@ -205,7 +205,7 @@ def child_ours(workdir: Path, snapshot_id: str, name: str, epochs: int | None, f
             **_scores(outcome.val_gt, outcome.val_est, outcome.classes, outcome.val_scores, outcome.val_rows),
             "epochs": len(outcome.epochs), "best_epoch": outcome.best_epoch, "gflops": outcome.gflops,
             "gemm_peak": yardstick,
-            "blas_threads": report.blas_threads, "tau": report.tau, "reused": packed.reused,
+            "blas_threads": report.blas_threads, "tau": report.tau, "pack_reused": packed.reused,
             "network": list(report.hidden_layer_sizes), "batch": recipe.step_batch(),
             "peak_rss_gb": _peak_rss_gb(), "rows": len(packed)}
 

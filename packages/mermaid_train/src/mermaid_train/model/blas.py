@@ -3,7 +3,7 @@
 OpenBLAS's worker threads wait for each other at the end of every product, so on a machine whose cores
 are busy with other work a two-thread product can be several times *slower* than one thread (one of
 the workers waits for a time slice). ``choose_threads`` therefore measures, at the network's own shapes
-and for a fraction of a second, one thread against every core this process may use, and keeps the
+and for 0.6 s (three alternating rounds), one thread against every core this process may use, and keeps the
 faster; ``blas_threads=N`` pins it. The count is logged with the run: OpenBLAS's results differ in the
 last bits between thread counts (deterministic for a given count), so a run repeats bit for bit with
 the same count.
@@ -22,7 +22,8 @@ from contextlib import contextmanager
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-PROBE_SECONDS = 0.15
+PROBE_SECONDS = 0.1
+PROBE_ROUNDS = 3
 
 
 def available_cores() -> int:
@@ -68,6 +69,9 @@ def choose_threads(shapes: Sequence[tuple[int, int, int]], requested: int | None
     cores = available_cores()
     if cores == 1:
         return 1
-    one = gemm_gflops(shapes, 1, seconds=PROBE_SECONDS)
-    every = gemm_gflops(shapes, cores, seconds=PROBE_SECONDS)
+    # alternate the two, best of three each: a burst of other work during one probe decides nothing
+    one = every = 0.0
+    for _ in range(PROBE_ROUNDS):
+        one = max(one, gemm_gflops(shapes, 1, seconds=PROBE_SECONDS))
+        every = max(every, gemm_gflops(shapes, cores, seconds=PROBE_SECONDS))
     return cores if every > one * 1.1 else 1
