@@ -11,7 +11,7 @@ bootstrap:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 
 sync: bootstrap
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 demo: sync
 	$(UV) run --frozen mermaid-train demo --workdir $(DEMO_DIR)

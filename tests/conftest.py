@@ -5,11 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +16,7 @@ from mermaid_data.ingest import IngestReport, ingest
 from mermaid_data.lake import Lake
 
 from tests.support.api_server import ApiServer
-from tests.support.s3 import S3Server
+from tests.support.s3 import ProcessS3Server, S3Server
 
 MERMAID_PARQUET = "mermaid/mermaid_confirmed_annotations.parquet"
 
@@ -114,54 +109,6 @@ def api_server(demo_api_payloads: ApiPayloads) -> Iterator[ApiServer]:
 # --------------------------------------------------------------------------------------------------
 # S3 (moto on 127.0.0.1)
 # --------------------------------------------------------------------------------------------------
-
-
-class ProcessS3Server(S3Server):
-    """``S3Server`` with moto in a child process instead of a thread of the test process.
-
-    Why: deltalake blocks on S3 calls while holding the GIL in some calls (``DeltaTable.history()``
-    for one), so an in-process (threaded) moto can never answer them: each request times out and is
-    retried for minutes. A separate process has its own GIL.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        if self._process is None:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            endpoint = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                        break
-                except OSError:
-                    if self._process.poll() is not None or time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError("the moto server did not start") from None
-                    time.sleep(0.1)
-            self._endpoint = endpoint
-        return self.endpoint_url
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-            self._endpoint = None
 
 
 @pytest.fixture(scope="session")

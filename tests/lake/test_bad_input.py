@@ -212,6 +212,91 @@ def test_csv_empty_file_is_a_clear_error(case: Case) -> None:
     case.assert_unchanged()
 
 
+@pytest.mark.parametrize("body", ["Image ID,Row,Column,Label ID\n", "Image ID,Row,Column,Label ID\r\n\r\n",
+                                  "\ufeffImage ID,Row,Column,Label ID"])
+def test_csv_header_only_is_refused(case: Case, body: str) -> None:
+    """Bug pinned: a header-only annotations.csv ended in `IndexError: index 0 is out of bounds` (a traceback)."""
+    path = case.write("2", body)
+    err = check_csv_error(case, path, line=2, column=None, words=("a header but no annotation rows",))
+    assert "s2/" in str(err)
+
+
+def test_csv_header_only_among_good_sources_is_named(case: Case) -> None:
+    """Bug pinned: the empty source hidden among good ones (only the whole ingest failing)."""
+    case.write("2", GOOD_CSV)
+    path = case.write("3", "Image ID,Row,Column,Label ID\n")
+    case.write("4", "Image ID,Row,Column,Label ID\n5,1,1,0x52\n")  # a strict-path file too: still named right
+    with pytest.raises(SourceFormatError):
+        case.ingest()
+    line = one_line_error(case.cli("--coralnet-sources", str(write_ids(case.root, ["2", "3"]))))
+    assert str(path) in line
+    case.assert_unchanged()
+
+
+def write_ids(root: Path, ids: list[str]) -> Path:
+    listing = root / "sources.csv"
+    listing.write_text("id\n" + "".join(f"{i}\n" for i in ids))
+    return listing
+
+
+def test_source_folder_with_a_leading_zero(case: Case) -> None:
+    """Bug pinned: `s0123/` read as source 123, then reported as "s123/annotations.csv is missing"."""
+    folder = case.write("0123", GOOD_CSV).parent
+    err = check_csv_error(case, folder, line=None, column=None, words=("'s0123'", "leading zeros", "(s123)"))
+    assert "s123/annotations.csv" not in str(err) and "missing" not in str(err)
+    line = one_line_error(case.cli("--coralnet-sources", str(write_ids(case.root, ["123"]))))
+    assert "'s0123'" in line and "leading zeros" in line
+    case.assert_unchanged()
+
+
+def test_source_folder_id_too_large(case: Case) -> None:
+    """Bug pinned: a folder `s99999999999999999999999` ended in `OverflowError: Python int too large` (a traceback)."""
+    folder = case.write("99999999999999999999999", GOOD_CSV).parent
+    check_csv_error(case, folder, line=None, column=None, words=("too large", "s99999999999999999999999"))
+
+
+def test_sources_csv_id_too_large_or_not_ascii(case: Case) -> None:
+    """Bug pinned: a listed id beyond 64 bits (or '²', which str.isdigit accepts) crashing int()/Arrow."""
+    for bad in ("99999999999999999999999", "\u00b2"):
+        listing = case.root / "sources.csv"
+        listing.write_text(f"id\n1\n{bad}\n", encoding="utf-8")
+        line = one_line_error(case.cli("--coralnet-sources", str(listing)))
+        assert str(listing) in line and "row 3" in line
+        assert_names_fix(line)
+    case.assert_unchanged()
+
+
+def test_sources_csv_header_only_is_refused(case: Case) -> None:
+    """Bug pinned: an empty --coralnet-sources list accepted (an include list with no rows is a mistake)."""
+    listing = write_ids(case.root, [])
+    line = one_line_error(case.cli("--coralnet-sources", str(listing)))
+    assert str(listing) in line and "no rows" in line and "--coralnet-sources" in line
+    case.assert_unchanged()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_csv_utf16_names_the_file(case: Case, encoding: str) -> None:
+    """Bug pinned: a UTF-16 annotations.csv reported as `Parser Error: unterminated quoted identifier`."""
+    path = case.write("2", GOOD_CSV.encode(encoding))
+    check_csv_error(case, path, line=1, column=None, words=("not UTF-8", "UTF-16"))
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "fields"),
+    [
+        ("1,10,20,82\n2,11\n3,12,22,1\n", 3, 2),
+        ("1,10,20,82\n2,11,21,82,99\n", 3, 5),
+        ("1,10,20,82\n\n2,11,21,82\n4,5\n", 5, 2),  # blank lines count, as in any editor
+        ('1,10,20,82\n"a\nb",11,21,82\n3,12\n', 5, 2),  # a quoted line break: lines are physical lines
+    ],
+)
+def test_csv_ragged_line_names_the_line(case: Case, body: str, line: int, fields: int) -> None:
+    """Bug pinned: a line with too few or too many fields reported as DuckDB's "Error when sniffing file"."""
+    path = case.write("2", "Image ID,Row,Column,Label ID\n" + body)
+    err = check_csv_error(case, path, line=line, column=None, words=(f"line has {fields} field(s), the header has 4",))
+    assert "sniffing" not in str(err)
+
+
 @pytest.mark.parametrize(
     ("name", "raw"),
     [

@@ -13,6 +13,7 @@ from mermaid_data.snapshot.spec import SnapshotSpec, read_spec_csv
 from typer.testing import CliRunner
 
 from tests.snapshot.golden import B1, B2, B3, B5, B6, CASES, G1, G2, case_names, load_case
+from tests.support.cli import one_line_error
 
 
 @pytest.mark.parametrize("name", case_names("bad_"))
@@ -46,6 +47,19 @@ def test_bad_spec_on_the_command_line_is_one_line_exit_2(golden_lake: Lake) -> N
                                       "--include", str(CASES / "bad_include_and_exclude" / "include.csv"),
                                       "--exclude", str(CASES / "bad_include_and_exclude" / "exclude.csv")])
     assert result.exit_code == 2 and "at most one of --include / --exclude" in result.output
+
+
+@pytest.mark.parametrize(("option", "case"), [("--include", "bad_include_no_rows"),
+                                              ("--exclude", "bad_exclude_no_rows")])
+def test_header_only_spec_csv_is_refused_on_the_command_line(golden_lake: Lake, option: str, case: str) -> None:
+    """Bug pinned: `snapshot create --include header-only.csv` published a 0-row snapshot (exit 0)."""
+    path = next((CASES / case).glob("*.csv"))
+    before = golden_lake.sql("SELECT count(*) FROM snapshots").item()
+    result = CliRunner().invoke(app, ["snapshot", "create", "--lake", str(golden_lake.uri), option, str(path)],
+                                env={"COLUMNS": "250"})
+    line = one_line_error(result)
+    assert str(path) in line and "no rows" in line and option in line
+    assert golden_lake.sql("SELECT count(*) FROM snapshots").item() == before
 
 
 # ------------------------------------------------------------------------------------------------

@@ -173,6 +173,121 @@ def test_slow_server_times_out_fast(reference: Payloads) -> None:
     assert "benthicattributes/" in str(caught.value)
 
 
+# A small but valid first page: trickled at 0.05 s a byte it takes ~10 s (headers ~5 s more), far past
+# the 1 s deadline, yet the server is never silent for the 1 s per-read timeout.
+_SLOW_PAGE = json.dumps({"count": 1, "next": None, "previous": None, "results": [{"id": "x" * 150}]}).encode()
+
+
+@pytest.mark.parametrize("trickle_headers", [False, True], ids=["body", "headers"])
+def test_trickling_server_hits_the_total_deadline(reference: Payloads, trickle_headers: bool) -> None:
+    """Bug pinned: a server sending one byte every 2 s kept the taxonomy fetch going past 150 s (the
+    timeout was per socket read). Each request now has a total deadline, body and headers included."""
+    with ApiServer(*reference) as srv:
+        srv.raw_responses["benthicattributes/"] = _SLOW_PAGE
+        srv.trickle_s = 0.05
+        srv.trickle_headers = trickle_headers
+        started = time.monotonic()
+        with pytest.raises(SourceUnreachableError) as caught:
+            fetch_taxonomy(srv.base_url, timeout_s=1, retries=1, deadline_s=1)
+        elapsed = time.monotonic() - started
+        assert len(srv.requests_to("benthicattributes/")) == 2  # the retry, bounded too
+    # 2 attempts of at most 1 s, one short backoff between them
+    assert elapsed < 3.5
+    message = str(caught.value)
+    assert f"{srv.base_url}benthicattributes/" in message
+    assert "no complete response within the 1 s deadline" in message
+    assert "2 attempt(s)" in message and "at most 6 s in all" in message
+    assert "\n" not in message and "MERMAID_API_URL" in message and "MERMAID_API_DEADLINE_S" in message
+
+
+def test_deadline_bounds_all_retries(reference: Payloads) -> None:
+    """The overall bound stated in the message holds: 3 attempts of 0.5 s and their backoffs."""
+    with ApiServer(*reference) as srv:
+        srv.raw_responses["benthicattributes/"] = _SLOW_PAGE
+        srv.trickle_s = 0.05
+        started = time.monotonic()
+        with pytest.raises(SourceUnreachableError) as caught:
+            fetch_taxonomy(srv.base_url, timeout_s=1, retries=2, deadline_s=0.5)
+        elapsed = time.monotonic() - started
+        assert len(srv.requests_to("benthicattributes/")) == 3
+    assert "3 attempt(s)" in str(caught.value) and "at most 9.5 s in all" in str(caught.value)
+    assert elapsed < 0.5 * 3 + 0.25 + 0.5 + 1.0
+
+
+def test_fast_pages_are_not_cut_by_the_deadline(server: ApiServer) -> None:
+    """The deadline is per request: a fetch of many pages may take longer than one deadline in all."""
+    server.delay_s = 0.15  # 9 requests -> ~1.4 s in all, each well under the 0.6 s deadline
+    taxonomy = fetch_taxonomy(server.base_url, timeout_s=5, retries=0, deadline_s=0.6)
+    assert taxonomy.benthic_attributes.num_rows == 738 and len(server.requests) == 9
+
+
+def test_deadline_defaults_to_the_setting(reference: Payloads, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MERMAID_API_DEADLINE_S", "0.7")
+    with ApiServer(*reference) as srv:
+        srv.raw_responses["benthicattributes/"] = _SLOW_PAGE
+        srv.trickle_s = 0.05
+        with pytest.raises(SourceUnreachableError, match="within the 0.7 s deadline"):
+            fetch_taxonomy(srv.base_url, timeout_s=1, retries=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# 'next' links stay on the API's origin
+# ------------------------------------------------------------------------------------------------
+
+
+def _next_elsewhere(srv: ApiServer, other: ApiServer, kind: str) -> str:
+    port = srv.base_url.split(":")[2].split("/")[0]
+    query = "benthicattributes/?limit=5000&page=2"
+    return {
+        "host": f"http://localhost:{port}/v1/{query}",  # same server under another name: still refused
+        "port": f"{other.base_url}{query}",
+        "scheme": f"https://127.0.0.1:{port}/v1/{query}",
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["host", "port", "scheme"])
+def test_next_link_to_another_origin_is_refused(reference: Payloads, kind: str) -> None:
+    """Bug pinned: a 'next' link to another host was followed. Only the base URL's scheme, host and port
+    are, and the error names the page and the link."""
+    with ApiServer(*reference) as srv, ApiServer(*reference) as other:
+        link = _next_elsewhere(srv, other, kind)
+        srv.raw_responses["benthicattributes/"] = json.dumps({"count": 2, "next": link, "results": []}).encode()
+        with pytest.raises(SourceFormatError) as caught:
+            fetch_taxonomy(srv.base_url, timeout_s=2, retries=0)
+        assert other.requests == []
+        assert len(srv.requests_to("benthicattributes/")) == 1
+    error = caught.value
+    assert error.where.startswith(f"{srv.base_url}benthicattributes/") and error.column == "next"
+    assert link in str(error) and "another origin" in str(error)
+    assert "\n" not in str(error) and "Fix: " in str(error)
+
+
+@pytest.mark.parametrize(
+    ("base", "link", "same"),
+    [
+        ("http://api.example/v1/", "http://API.example:80/v1/x/?page=2", True),
+        ("https://api.example/v1/", "https://api.example:443/v1/x/?page=2", True),
+        ("http://api.example:8000/v1/", "/v1/x/?page=2", True),
+        ("http://api.example/v1/", "http://api.example:8080/v1/x/", False),
+        ("http://api.example/v1/", "https://api.example/v1/x/", False),
+        ("http://api.example/v1/", "//evil.example/v1/x/", False),
+        ("http://api.example/v1/", "http://api.example.evil.example/v1/x/", False),
+        ("http://api.example/v1/", "http://user@evil.example/v1/x/", False),
+    ],
+)
+def test_same_origin_rule(base: str, link: str, same: bool) -> None:
+    """Default ports and host case do not matter; anything else about scheme, host or port does."""
+    from mermaid_data.sources.api import _HttpSource
+
+    source = _HttpSource(base, timeout_s=1, retries=0, deadline_s=1)
+    current = source.benthic_attributes_start()
+    if same:
+        assert source.resolve_next(current, link).endswith("/v1/x/?page=2")
+    else:
+        with pytest.raises(SourceFormatError, match="another origin"):
+            source.resolve_next(current, link)
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad page shapes
 # ------------------------------------------------------------------------------------------------

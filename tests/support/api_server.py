@@ -11,8 +11,11 @@ Routes (under ``/v1/``), like the live API:
 Unknown keys in the results are passed through untouched.
 
 Test knobs (attributes, can be changed while running): ``fail_first_n`` (answer 503 to the first n
-requests), ``delay_s`` (sleep before answering), ``page_size_cap``, ``raw_responses`` (route -> body bytes or
-``(status, body)``, served instead of the real page). ``requests`` logs every request's path and query.
+requests), ``delay_s`` (sleep before answering), ``trickle_s`` (send the response one byte at a time, this
+many seconds apart: a server that is never silent long enough for a per-read timeout), ``trickle_headers``
+(trickle the status line and headers too, not only the body), ``page_size_cap``, ``raw_responses`` (route ->
+body bytes or ``(status, body)``, served instead of the real page). ``requests`` logs every request's path
+and query.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class ApiServer:
         self.label_mappings = copy.deepcopy(label_mappings)
         self.fail_first_n = fail_first_n
         self.delay_s = delay_s
+        self.trickle_s = 0.0
+        self.trickle_headers = False
         self.page_size_cap = page_size_cap
         self.raw_responses: dict[str, bytes | tuple[int, bytes]] = {}
         self.requests: list[str] = []
@@ -182,13 +187,29 @@ def _make_handler(server: ApiServer) -> type[BaseHTTPRequestHandler]:
             host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
             status, body = server._respond(self.path, host)
             try:
+                if server.trickle_s and server.trickle_headers:
+                    head = (
+                        f"HTTP/1.1 {status} {self.responses[status][0]}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    )
+                    self._trickle(head.encode() + body)
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if server.trickle_s:
+                    self._trickle(body)
+                else:
+                    self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout tests)
+
+        def _trickle(self, data: bytes) -> None:
+            for index in range(len(data)):
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+                time.sleep(server.trickle_s)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

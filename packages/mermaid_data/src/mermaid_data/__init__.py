@@ -1,4 +1,8 @@
-"""mermaid_data: one versioned Delta lake of MERMAID and CoralNet point annotations, queried with DuckDB."""
+"""mermaid_data: one versioned Delta lake of MERMAID and CoralNet point annotations, queried with DuckDB.
+
+``Lake``, ``Settings`` and ``get_settings`` are imported on first use: ``import mermaid_data`` (and so
+``mermaid-data --help``) does not load DuckDB, deltalake, polars or pyarrow.
+"""
 
 from mermaid_data.errors import (
     ConfigError,
@@ -7,8 +11,6 @@ from mermaid_data.errors import (
     SourceFormatError,
     SourceUnreachableError,
 )
-from mermaid_data.lake import Lake
-from mermaid_data.settings import Settings, get_settings
 
 __all__ = [
     "ConfigError",
@@ -20,3 +22,15 @@ __all__ = [
     "SourceUnreachableError",
     "get_settings",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Lake":
+        from mermaid_data.lake import Lake
+
+        return Lake
+    if name in ("Settings", "get_settings"):
+        from mermaid_data import settings
+
+        return getattr(settings, name)
+    raise AttributeError(f"module 'mermaid_data' has no attribute {name!r}")

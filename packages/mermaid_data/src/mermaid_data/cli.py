@@ -1,177 +1,161 @@
-"""``mermaid-data``: ingest sources into the lake, query it with SQL, inspect its history."""
+"""mermaid-data: ingest sources into the lake, query it with SQL, shape training snapshots, inspect history.
+
+Every command runs inside the boundary of ``mermaid_data.cli_base`` (errors are one line; ``--debug``
+shows the traceback) and checks its options before any heavy work. Printing lives in
+``mermaid_data.output``. Heavy imports (DuckDB, polars, the lake) happen inside the commands, so
+``--help`` starts fast.
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
-import polars as pl
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
-from mermaid_data.errors import MermaidDataError, SourceFormatError
-from mermaid_data.lake import Lake
+from mermaid_data.cli_base import make_app, user_errors  # user_errors: not needed (kept for old code)
+from mermaid_data.errors import ConfigError, StorageError, from_exception
+from mermaid_data.output import (  # also imported from here by mermaid_train (print_report, write_frame)
+    Format,
+    TextFormat,
+    check_output,
+    console,
+    err,
+    print_report,
+    print_stage_counts,
+    print_summary,
+    print_warning,
+    resolve_format,
+    write_frame,
+    write_listing,
+)
 from mermaid_data.progress import default_progress
-from mermaid_data.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-err = Console(stderr=True)
+app = make_app("mermaid-data", help=__doc__.split("\n\n")[0])
 
-
-def user_errors(fn):
-    """Print MermaidDataError as one line (no stack trace) and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MermaidDataError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+LakeOpt = Annotated[str | None, typer.Option("--lake", metavar="URI", help="Lake folder or s3:// URI (default: MERMAID_LAKE_URI or ./lake)")]
 
 
-LakeOpt = Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")]
+def open_lake(uri: str | None, *, exists: bool = False, writable: bool = False):
+    """The lake at ``uri``, checked before any work: it must exist, or be writable (or both)."""
+    from mermaid_data.lake import Lake
+
+    lake = Lake.open(uri)
+    if writable:
+        lake.require_writable()
+    if exists:
+        lake.require()
+    return lake
+
+
+@contextmanager
+def writing(lake) -> Iterator[None]:
+    """Name the lake in an OS error (a full disk) that does not say which file it hit."""
+    try:
+        yield
+    except Exception as exc:
+        error = from_exception(exc, where=str(lake))
+        if isinstance(error, StorageError):
+            raise error from exc
+        raise
 
 
 def read_sources_csv(path: Path) -> list[str]:
-    """CoralNet source ids from a CSV with an ``id`` column (extra columns ignored)."""
-    import csv
+    """CoralNet source ids from a CSV with an ``id`` column (extra columns ignored); at least one."""
+    from mermaid_data.errors import SourceFormatError
+    from mermaid_data.snapshot.spec import read_spec_csv
 
-    from mermaid_data.sources.coralnet import parse_source_ids
+    ids = [row[0] for row in read_spec_csv(path, "sources").rows]
+    if not ids:  # ingest would read no CoralNet source at all: surely the wrong file
+        raise SourceFormatError("a header but no rows (no source ids)", where=str(path), row=2,
+                                fix="list the CoralNet source ids to ingest, or leave out --coralnet-sources")
+    return ids
 
-    where = str(path)
+
+def check_as_of(as_of: str | None) -> None:
+    """``--as-of`` must be an annotations version (digits) or an ISO date/time."""
+    if as_of is None or as_of.isdigit():
+        return
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise SourceFormatError(f"cannot read ({exc.strerror})", where=where, fix="check the path") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise SourceFormatError("empty file", where=where, fix="write a header line 'id' then one id per line")
-    header = [h.strip().lower() for h in rows[0]]
-    if "id" not in header:
-        raise SourceFormatError(
-            f"no 'id' column (header: {rows[0]})", where=where, row=1, column="id",
-            fix="name the column of CoralNet source ids 'id'",
-        )
-    index = header.index("id")
-    return parse_source_ids([r[index] if len(r) > index else "" for r in rows[1:]], where=where)
+        datetime.fromisoformat(as_of)
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {as_of!r} is neither a version number nor an ISO date/time",
+            fix="pass an annotations version (`mermaid-data history --table annotations` lists them) "
+                "or a time like 2026-07-01 or 2026-07-01T12:00:00+00:00",
+        ) from None
 
 
 @app.command()
-@user_errors
 def ingest(
     lake: LakeOpt = None,
-    mermaid: Annotated[str | None, typer.Option(help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
-    coralnet: Annotated[str | None, typer.Option(help="Root URI holding s<id>/annotations.csv")] = None,
-    coralnet_sources: Annotated[Path | None, typer.Option("--coralnet-sources", help="CSV with an 'id' column: only these sources")] = None,
-    api: Annotated[str | None, typer.Option(help="MERMAID API base URL, a local directory of pages, 'bundled' (the taxonomy shipped with mermaid-data) or 'none' (skip)")] = None,
+    mermaid: Annotated[str | None, typer.Option(metavar="URI", help="URI of mermaid_confirmed_annotations.parquet; 'none' skips MERMAID")] = None,
+    coralnet: Annotated[str | None, typer.Option(metavar="URI", help="Root URI holding s<id>/annotations.csv")] = None,
+    coralnet_sources: Annotated[Path | None, typer.Option("--coralnet-sources", metavar="CSV", help="CSV with an 'id' column: only these sources")] = None,
+    api: Annotated[str | None, typer.Option(metavar="URL|DIR|bundled", help="MERMAID API base URL, a local directory of pages, 'bundled' (the taxonomy shipped with mermaid-data) or 'none' (skip)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan with row counts; write nothing")] = False,
 ) -> None:
     """Materialize MERMAID and CoralNet annotations and the MERMAID taxonomy into the lake."""
     from mermaid_data.ingest import ingest as run_ingest
+    from mermaid_data.settings import get_settings
 
     settings = get_settings()
     mermaid_uri = settings.annotations_uri if mermaid is None else (None if mermaid.lower() == "none" else mermaid)
     coralnet_uri = coralnet if coralnet is not None else settings.coralnet_root_uri
     api_uri = settings.api_url if api is None else (None if api.lower() == "none" else api)
     only = read_sources_csv(coralnet_sources) if coralnet_sources else None
-    the_lake = Lake.open(lake)
-    report = run_ingest(
-        the_lake, mermaid_uri=mermaid_uri, coralnet_uri=coralnet_uri, coralnet_sources=only,
-        api=api_uri, dry_run=dry_run, progress=default_progress(),
-    )
+    the_lake = open_lake(lake, writable=not dry_run)
+    with writing(the_lake):
+        report = run_ingest(
+            the_lake, mermaid_uri=mermaid_uri, coralnet_uri=coralnet_uri, coralnet_sources=only,
+            api=api_uri, dry_run=dry_run, progress=default_progress(),
+        )
     print_report(report, the_lake)
 
 
-def print_report(report, lake: Lake) -> None:
-    plan = Table(title="dry run: plan" if report.dry_run else "sources", show_lines=False)
-    for col in ("site", "source", "action", "rows", "uri"):
-        plan.add_column(col, justify="right" if col == "rows" else "left")
-    changed = report.changed
-    shown = changed[:40]
-    for p in shown:
-        plan.add_row(str(p.site), p.source_id, p.action, "" if p.rows is None else f"{p.rows:,}", p.uri)
-    unchanged = len(report.plan) - len(changed)
-    console.print(plan)
-    extra = f" (+{len(changed) - len(shown)} more changed)" if len(changed) > len(shown) else ""
-    console.print(f"{len(changed)} source(s) to write{extra}, {unchanged} unchanged; taxonomy: {report.taxonomy_action}")
-    if report.dry_run:
-        console.print("dry run: nothing was written")
-        return
-    if report.versions_written:
-        console.print("versions written: " + ", ".join(f"{k}@v{v}" for k, v in sorted(report.versions_written.items())))
-    else:
-        console.print("nothing changed: no new table versions")
-    if report.summary:
-        summary = Table(title=f"lake {lake}")
-        summary.add_column("figure")
-        summary.add_column("value", justify="right")
-        for key, value in report.summary.items():
-            summary.add_row(key.replace("_", " "), f"{value:,}")
-        console.print(summary)
-
-
 @app.command()
-@user_errors
 def sql(
     query: Annotated[str, typer.Argument(help="A DuckDB SQL query over the lake's views")],
     lake: LakeOpt = None,
-    format: Annotated[str, typer.Option("--format", help="table|csv|json|parquet")] = "table",
-    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="annotations Delta version (others as of its time) or an ISO time")] = None,
+    format: Annotated[Optional[Format], typer.Option("--format", help="Output format (default: from the --output file name, else table)")] = None,  # noqa: UP045
+    output: Annotated[Path | None, typer.Option("--output", metavar="FILE", help="Write to this file instead of stdout (.csv .json .parquet .txt set the format)")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", metavar="VERSION|TIME", help="annotations Delta version (others as of its time) or an ISO time")] = None,
 ) -> None:
     """Run SQL over views of every lake table plus annotations_mapped."""
-    from mermaid_data.errors import ConfigError
-
-    if format not in ("table", "csv", "json", "parquet"):
-        raise ConfigError(f"unknown --format {format!r}", fix="use table, csv, json or parquet")
-    if format == "parquet" and output is None:
-        raise ConfigError("--format parquet needs --output FILE", fix="add --output result.parquet")
-    frame = Lake.open(lake).sql(query, as_of=as_of)
-    write_frame(frame, format, output)
-
-
-def write_frame(frame: pl.DataFrame, format: str, output: Path | None) -> None:
-    if format == "parquet":
-        frame.write_parquet(output)
-    elif format == "csv":
-        text = frame.write_csv()
-        output.write_text(text) if output else sys.stdout.write(text)
-    elif format == "json":
-        text = frame.write_json()
-        output.write_text(text) if output else sys.stdout.write(text + "\n")
-    else:
-        table = Table(show_lines=False)
-        for name in frame.columns:
-            table.add_column(name)
-        for row in frame.head(200).iter_rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
-        target = Console(file=output.open("w")) if output else console
-        target.print(table)
-        if frame.height > 200:
-            target.print(f"... {frame.height - 200:,} more rows (use --format csv --output FILE for all)")
+    check_output(output)
+    chosen = resolve_format(format, output)
+    check_as_of(as_of)
+    frame = open_lake(lake, exists=True).sql(query, as_of=as_of)
+    write_frame(frame, chosen, output)
 
 
 @app.command()
-@user_errors
-def history(lake: LakeOpt = None, table: Annotated[str | None, typer.Option(help="Only this table")] = None) -> None:
+def history(
+    lake: LakeOpt = None,
+    table: Annotated[str | None, typer.Option(metavar="NAME", help="Only this table")] = None,
+    format: Annotated[TextFormat, typer.Option("--format", help="Output format")] = TextFormat.table,
+) -> None:
     """List each table's Delta versions: time, operation, rows added/removed, which sources."""
-    the_lake = Lake.open(lake)
-    the_lake.require()
-    frame = the_lake.history()
+    import polars as pl
+
+    from mermaid_data.tables import TABLES
+
+    if table is not None and table not in TABLES:
+        raise ConfigError(f"unknown table {table!r}", fix=f"pass one of {', '.join(TABLES)}")
+    frame = open_lake(lake, exists=True).history()
     if table:
         frame = frame.filter(pl.col("table") == table)
-    write_frame(frame.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S")), "table", None)
+    if format is TextFormat.table:
+        frame = frame.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S"))
+    write_listing(frame, format, frame.columns)
 
 
 @app.command("demo-sources")
-@user_errors
 def demo_sources(
     dest: Annotated[Path, typer.Argument(help="Folder to write mermaid/, coralnet/ and api/ into")],
     scale: Annotated[str, typer.Option(help="tiny|small|medium|large")] = "small",
@@ -183,24 +167,24 @@ def demo_sources(
     from mermaid_data.demo import generate_demo_sources
 
     summary = generate_demo_sources(dest, scale=scale, seed=seed, features=features, annotations=annotations)
-    console.print(summary)
+    print_summary(f"demo sources in {dest}", summary)
 
 
 snapshot_app = typer.Typer(no_args_is_help=True, help="Versioned training snapshots: create, list, show, diff, verify, rebuild, export.")
 app.add_typer(snapshot_app, name="snapshot")
 CsvOpt = Optional[Path]  # noqa: UP045 - a runtime alias typer reads
+SnapshotArg = Annotated[str, typer.Argument(metavar="SNAPSHOT_ID", help="Snapshot ID or a unique prefix of one")]
 
 
 @snapshot_app.command("create")
-@user_errors
 def snapshot_create(
     lake: LakeOpt = None,
-    coralnet_sources: Annotated[CsvOpt, typer.Option("--coralnet-sources", help="CSV with column id: CoralNet sources to keep (none = no CoralNet)")] = None,
+    coralnet_sources: Annotated[CsvOpt, typer.Option("--coralnet-sources", metavar="CSV", help="CSV with column id: CoralNet sources to keep (none = no CoralNet)")] = None,
     no_mermaid: Annotated[bool, typer.Option("--no-mermaid", help="Leave MERMAID annotations out")] = False,
     drop_growthforms: Annotated[bool, typer.Option("--drop-growthforms", help="Set every growth form to none (before rollups)")] = False,
-    rollups: Annotated[CsvOpt, typer.Option("--rollups", help="CSV from_ba_id,from_gf_id,to_ba_id,to_gf_id")] = None,
-    include: Annotated[CsvOpt, typer.Option("--include", help="CSV ba_id,gf_id: keep only these (after rollups)")] = None,
-    exclude: Annotated[CsvOpt, typer.Option("--exclude", help="CSV ba_id,gf_id: drop these (after rollups)")] = None,
+    rollups: Annotated[CsvOpt, typer.Option("--rollups", metavar="CSV", help="CSV from_ba_id,from_gf_id,to_ba_id,to_gf_id")] = None,
+    include: Annotated[CsvOpt, typer.Option("--include", metavar="CSV", help="CSV ba_id,gf_id: keep only these (after rollups)")] = None,
+    exclude: Annotated[CsvOpt, typer.Option("--exclude", metavar="CSV", help="CSV ba_id,gf_id: drop these (after rollups)")] = None,
     annotation_limit: Annotated[int | None, typer.Option("--annotation-limit", help="Deterministic limit (half per site)")] = None,
     missing_features_allowed: Annotated[float | None, typer.Option("--missing-features-allowed", help="Percent (default MERMAID_MISSING_FEATURES_ALLOWED)")] = None,
     name: Annotated[str, typer.Option(help="A name for people (not part of the ID)")] = "",
@@ -216,69 +200,71 @@ def snapshot_create(
         annotation_limit=annotation_limit, missing_features_allowed=missing_features_allowed, name=name,
         message=message,
     )
-    result = create_snapshot(Lake.open(lake), spec, dry_run=dry_run, progress=default_progress())
+    spec.validate()
+    the_lake = open_lake(lake, exists=True, writable=not dry_run)
+    with writing(the_lake):
+        result = create_snapshot(the_lake, spec, dry_run=dry_run, progress=default_progress())
     print_stage_counts(result.manifest)
     for warning in result.warnings or result.manifest.get("warnings", []):
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        print_warning(warning)
     if result.dry_run:
         console.print(f"dry run: snapshot {result.snapshot_id} would hold {result.manifest['row_count']:,} rows; nothing written")
     elif result.created:
-        console.print(f"created {result.snapshot_id}: {result.manifest['row_count']:,} rows at {result.uri}")
+        console.print(f"created {result.snapshot_id}: {result.manifest['row_count']:,} rows at {result.uri}", soft_wrap=True)
     else:
-        console.print(f"exists {result.snapshot_id}: {result.manifest['row_count']:,} rows at {result.uri} (nothing written)")
-
-
-def print_stage_counts(manifest: dict) -> None:
-    table = Table(title=f"snapshot {manifest['snapshot_id']}: rows per step")
-    for col in ("step", "reason", "dropped", "remaining"):
-        table.add_column(col, justify="right" if col in ("dropped", "remaining") else "left")
-    for row in manifest["stage_counts"]:
-        table.add_row(row["step"], row["reason"], f"{row['dropped']:,}", f"{row['remaining']:,}")
-    console.print(table)
+        console.print(f"exists {result.snapshot_id}: {result.manifest['row_count']:,} rows at {result.uri} (nothing written)",
+                      soft_wrap=True)
 
 
 @snapshot_app.command("list")
-@user_errors
-def snapshot_list(lake: LakeOpt = None) -> None:
-    """Published snapshots (also: SELECT * FROM snapshots)."""
+def snapshot_list(
+    lake: LakeOpt = None,
+    format: Annotated[TextFormat, typer.Option("--format", help="Output format (csv and json: every catalog column)")] = TextFormat.table,
+) -> None:
+    """Published snapshots, newest first (also: SELECT * FROM snapshots)."""
     from mermaid_data.snapshot.lifecycle import list_snapshots
 
-    the_lake = Lake.open(lake)
-    the_lake.require()
-    frame = list_snapshots(the_lake)
-    write_frame(frame.select("snapshot_id", "name", "created_at", "row_count", "content_sha256"), "table", None)
+    frame = list_snapshots(open_lake(lake, exists=True))
+    write_listing(frame, format, ["snapshot_id", "name", "created_at", "row_count", "content_sha256"])
 
 
 @snapshot_app.command("show")
-@user_errors
-def snapshot_show(snapshot_id: str, lake: LakeOpt = None, json_out: Annotated[bool, typer.Option("--json", help="Print the whole manifest")] = False) -> None:
+def snapshot_show(
+    snapshot_id: SnapshotArg,
+    lake: LakeOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the whole manifest")] = False,
+) -> None:
     """Recipe, counts and warnings of one snapshot."""
     from mermaid_data.snapshot.lifecycle import dumps, manifest
 
-    data = manifest(Lake.open(lake), snapshot_id)
+    data = manifest(open_lake(lake, exists=True), snapshot_id)
     if json_out:
         console.print_json(dumps(data))
         return
     recipe = data["recipe"]
-    console.print(f"[bold]{data['snapshot_id']}[/] {data['name']!r} created {data['created_at']}: {data['row_count']:,} rows, "
-                  f"{data['duplicate_points']:,} duplicate points, content_sha256 {data['content_sha256']}")
-    console.print(f"message: {data['message']}")
-    console.print("inputs: " + ", ".join(f"{k}@v{v}" for k, v in recipe["input_versions"].items()))
-    console.print("options: " + ", ".join(f"{k}={v}" for k, v in recipe["options"].items()))
+    console.print(f"[bold]{data['snapshot_id']}[/] {escape(repr(data['name']))} created {data['created_at']}: {data['row_count']:,} rows, "
+                  f"{data['duplicate_points']:,} duplicate points, content_sha256 {data['content_sha256']}", soft_wrap=True)
+    console.print(f"message: {data['message']}", markup=False, soft_wrap=True)
+    console.print("inputs: " + ", ".join(f"{k}@v{v}" for k, v in recipe["input_versions"].items()), soft_wrap=True)
+    console.print("options: " + ", ".join(f"{k}={v}" for k, v in recipe["options"].items()), markup=False, soft_wrap=True)
     for kind, spec in recipe["spec_tables"].items():
-        console.print(f"spec {kind}: {spec['path']} ({len(spec['rows'])} rows, sha256 {spec['sha256'][:12]})")
+        console.print(f"spec {kind}: {spec['path']} ({len(spec['rows'])} rows, sha256 {spec['sha256'][:12]})",
+                      markup=False, soft_wrap=True)
     print_stage_counts(data)
     for warning in data["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        print_warning(warning)
 
 
 @snapshot_app.command("diff")
-@user_errors
-def snapshot_diff(a: str, b: str, lake: LakeOpt = None) -> None:
+def snapshot_diff(
+    a: Annotated[str, typer.Argument(metavar="A", help="The older snapshot ID (or a unique prefix)")],
+    b: Annotated[str, typer.Argument(metavar="B", help="The newer snapshot ID (or a unique prefix)")],
+    lake: LakeOpt = None,
+) -> None:
     """Rows and labels added/removed/changed between snapshots A and B, and which recipe inputs differ."""
     from mermaid_data.snapshot.lifecycle import diff
 
-    d = diff(Lake.open(lake), a, b)
+    d = diff(open_lake(lake, exists=True), a, b)
     console.print(f"{d['a']} ({d['rows_a']:,} rows) → {d['b']} ({d['rows_b']:,} rows)")
     console.print(f"rows added {d['rows_added']:,}, removed {d['rows_removed']:,}, relabelled {d['rows_relabelled']:,}")
     console.print(f"labels added {len(d['labels_added'])}, removed {len(d['labels_removed'])}, "
@@ -286,14 +272,16 @@ def snapshot_diff(a: str, b: str, lake: LakeOpt = None) -> None:
     if d["label_changes"].height:
         write_frame(d["label_changes"].head(20), "table", None)
     for item in d["recipe_differences"]:
-        console.print(f"recipe input {item['input']}: {item['a']} → {item['b']}", highlight=False)
+        console.print(f"recipe input {item['input']}: {item['a']} → {item['b']}", highlight=False, markup=False)
     if not d["recipe_differences"]:
         console.print("recipes are identical")
 
 
 @snapshot_app.command("verify")
-@user_errors
-def snapshot_verify(target: Annotated[str, typer.Argument(help="Snapshot ID (in --lake) or a folder (e.g. an export)")], lake: LakeOpt = None) -> None:
+def snapshot_verify(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Snapshot ID (in --lake) or a folder (e.g. an export)")],
+    lake: LakeOpt = None,
+) -> None:
     """Re-hash a snapshot's files and rows against its manifest."""
     from mermaid_data.snapshot.build import snapshot_uri
     from mermaid_data.snapshot.lifecycle import resolve, verify
@@ -301,41 +289,46 @@ def snapshot_verify(target: Annotated[str, typer.Argument(help="Snapshot ID (in 
     if Path(target).is_dir() or "://" in target:
         location = target
     else:
-        the_lake = Lake.open(lake)
+        the_lake = open_lake(lake, exists=True)
         location = str(snapshot_uri(the_lake, resolve(the_lake, target)))
     result = verify(location)
     if result["ok"]:
-        console.print(f"ok: {result['snapshot_id']} at {location}: every file and the row digest match the manifest")
+        console.print(f"ok: {result['snapshot_id']} at {location}: every file and the row digest match the manifest",
+                      soft_wrap=True)
         return
     for problem in result["problems"]:
-        err.print(f"[bold red]mismatch:[/] {problem}", highlight=False)
+        err.print(f"[bold red]mismatch:[/] {escape(str(problem))}")
     raise typer.Exit(1)
 
 
 @snapshot_app.command("rebuild")
-@user_errors
-def snapshot_rebuild(snapshot_id: str, lake: LakeOpt = None) -> None:
+def snapshot_rebuild(snapshot_id: SnapshotArg, lake: LakeOpt = None) -> None:
     """Re-run a snapshot's recipe at its pinned versions and prove the digest is identical."""
     from mermaid_data.snapshot.lifecycle import rebuild
 
-    r = rebuild(Lake.open(lake), snapshot_id)
+    r = rebuild(open_lake(lake, exists=True), snapshot_id)
     if r["identical"]:
-        console.print(f"identical: {r['snapshot_id']} rebuilt to {r['row_count']:,} rows, content_sha256 {r['content_sha256']}")
+        console.print(f"identical: {r['snapshot_id']} rebuilt to {r['row_count']:,} rows, content_sha256 {r['content_sha256']}",
+                      soft_wrap=True)
         return
     err.print(f"[bold red]different:[/] {r['snapshot_id']} rebuilt to {r['row_count']:,} rows (expected "
               f"{r['expected_row_count']:,}), content_sha256 {r['content_sha256']} vs {r['expected']}")
     for d in r["differences"]:
-        err.print(f"  because: {d}")
+        err.print(f"  because: {escape(str(d))}")
     raise typer.Exit(1)
 
 
 @snapshot_app.command("export")
-@user_errors
-def snapshot_export(snapshot_id: str, dest: str, lake: LakeOpt = None) -> None:
+def snapshot_export(
+    snapshot_id: SnapshotArg,
+    dest: Annotated[str, typer.Argument(metavar="DEST", help="A new folder (or s3:// prefix) to copy the snapshot to")],
+    lake: LakeOpt = None,
+) -> None:
     """Copy a snapshot (rows, manifest, reports) to DEST, self-contained and verifiable."""
     from mermaid_data.snapshot.lifecycle import export
 
-    console.print(f"exported to {export(Lake.open(lake), snapshot_id, dest)}; check it with `mermaid-data snapshot verify {dest}`")
+    console.print(f"exported to {export(open_lake(lake, exists=True), snapshot_id, dest)}; check it with "
+                  f"`mermaid-data snapshot verify {dest}`", soft_wrap=True)
 
 
 taxonomy_app = typer.Typer(no_args_is_help=True, help="The public MERMAID taxonomy bundled with mermaid-data.")
@@ -362,14 +355,16 @@ def taxonomy_snapshot(
 
 
 @app.command()
-@user_errors
-def vacuum(lake: LakeOpt = None, dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+def vacuum(
+    lake: LakeOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count the files that would be deleted; delete nothing")] = False,
+) -> None:
     """Delete Delta files no version needs any more, keeping every version a published snapshot pins."""
     from mermaid_data.snapshot.lifecycle import vacuum as run_vacuum
 
-    the_lake = Lake.open(lake)
-    the_lake.require()
-    removed = run_vacuum(the_lake, dry_run=dry_run)
+    the_lake = open_lake(lake, exists=True, writable=not dry_run)
+    with writing(the_lake):
+        removed = run_vacuum(the_lake, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     console.print(", ".join(f"{t}: {verb} {n} file(s)" for t, n in removed.items()))
 
@@ -401,7 +396,7 @@ def spec_rollups(
     """Rollup CSV: every (BA, GF) pair of the lake rolled up to its ancestor at a level of the taxonomy."""
     from mermaid_data.specs import rollup_spec
 
-    _emit_spec(rollup_spec(Lake.open(lake), to, drop_growthforms=drop_growthforms), output)
+    _emit_spec(rollup_spec(open_lake(lake, exists=True), to, drop_growthforms=drop_growthforms), output)
 
 
 @spec_app.command("labels")
@@ -419,7 +414,7 @@ def spec_labels(
     """Include CSV: the (BA, GF) classes with enough annotations after the recipe's rollups."""
     from mermaid_data.specs import label_spec
 
-    result = label_spec(Lake.open(lake), min_annotations=min_annotations, top=top, rollups_csv=rollups,
+    result = label_spec(open_lake(lake, exists=True), min_annotations=min_annotations, top=top, rollups_csv=rollups,
                         drop_growthforms=drop_growthforms, coralnet_sources_csv=coralnet_sources,
                         include_mermaid=not no_mermaid)
     _emit_spec(result, output)
@@ -435,7 +430,7 @@ def spec_sources(
     """CoralNet sources CSV (id, images, annotations): the sources with enough images."""
     from mermaid_data.specs import source_spec
 
-    _emit_spec(source_spec(Lake.open(lake), min_images=min_images), output)
+    _emit_spec(source_spec(open_lake(lake, exists=True), min_images=min_images), output)
 
 
 if __name__ == "__main__":  # pragma: no cover

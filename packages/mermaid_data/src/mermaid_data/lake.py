@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -15,7 +18,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from mermaid_data import duck, storage
-from mermaid_data.errors import LakeError
+from mermaid_data.errors import OS_ERRORS, LakeError, StorageError
 from mermaid_data.settings import get_settings
 from mermaid_data.sqlfiles import load_sql
 from mermaid_data.tables import TABLES, TableSpec
@@ -82,12 +85,48 @@ class Lake:
         return self.delta("annotations") is not None
 
     def require(self) -> None:
-        if not self.exists():
+        """Refuse a lake that does not exist, naming the lakes below the current folder if any."""
+        self._refuse_a_file()
+        if self.exists():
+            return
+        found = [] if self.uri.is_s3 else [p for p in find_lakes(Path.cwd()) if str(p) != self.uri.key]
+        if not found:
             raise LakeError(
                 "no lake here (no annotations table)",
                 where=str(self.uri),
                 fix="run `mermaid-data ingest --lake URI` first, or pass the right --lake / MERMAID_LAKE_URI",
             )
+        names = [os.path.relpath(p) for p in found]
+        shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+        raise LakeError(
+            f"no lake here (no annotations table); found {len(names)} lake(s) below this folder: {shown}",
+            where=str(self.uri),
+            fix=f"pass --lake {names[0]} (or set MERMAID_LAKE_URI={names[0]}), "
+                "or run `mermaid-data ingest --lake URI` to make a new one",
+        )
+
+    def require_writable(self) -> None:
+        """Refuse, before any work, a local lake location that cannot be written (a file, read-only)."""
+        self._refuse_a_file()
+        if self.uri.is_s3:
+            return
+        folder = Path(self.uri.key)
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            raise LakeError(f"cannot make the lake folder: {folder} is a file", where=str(self.uri),
+                            fix="pass --lake a folder path (or MERMAID_LAKE_URI)")
+        if not os.access(folder, os.W_OK):
+            number = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+            problem, fix = OS_ERRORS[number]
+            detail = "" if str(folder) == self.uri.key else f" ({folder}, where it would be made)"
+            raise StorageError(f"cannot write the lake: {problem}{detail}", where=str(self.uri), fix=fix,
+                               errno=number)
+
+    def _refuse_a_file(self) -> None:
+        if not self.uri.is_s3 and os.path.isfile(self.uri.key):
+            raise LakeError("is a file, not a lake folder", where=str(self.uri),
+                            fix="pass --lake the lake's folder (or MERMAID_LAKE_URI), or a new folder to make one")
 
     def versions(self) -> dict[str, int]:
         """Current Delta version of every table that exists."""
@@ -263,6 +302,53 @@ def _create_scan_view(
     else:
         options = "hive_partitioning = false"
     con.execute(f"CREATE VIEW {view} AS SELECT {columns} FROM read_parquet({file_list}, {options})")
+
+
+#: How far below the current folder ``find_lakes`` looks, and how many folders it reads at most.
+LAKE_SEARCH_DEPTH = 3
+LAKE_SEARCH_FOLDERS = 2000
+
+
+def find_lakes(root: Path, depth: int = LAKE_SEARCH_DEPTH, budget: int = LAKE_SEARCH_FOLDERS) -> list[Path]:
+    """Lakes (folders holding ``tables/annotations/_delta_log``) up to ``depth`` levels below ``root``.
+
+    Breadth first, sorted, skipping hidden folders; it reads at most ``budget`` folders (fast anywhere).
+    """
+    found: list[Path] = []
+    level = [root]
+    for level_no in range(depth + 1):
+        below: list[Path] = []
+        for folder in level:
+            if _is_lake(folder):
+                found.append(folder)
+                continue
+            for child in _subfolders(folder) if level_no < depth else ():
+                if budget <= 0:
+                    return sorted(found)
+                budget -= 1
+                below.append(child)
+        level = below
+    return sorted(found)
+
+
+def _is_lake(folder: Path) -> bool:
+    try:
+        return (folder / "tables" / "annotations" / "_delta_log").is_dir()
+    except OSError:  # unreadable (e.g. /proc entries): not a lake we can use
+        return False
+
+
+def _subfolders(folder: Path) -> Iterator[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if not entry.name.startswith((".", "__")) and entry.is_dir(follow_symlinks=False):
+                yield Path(entry.path)
+        except OSError:
+            continue
 
 
 def commit_metadata(sources: list[str], rows_removed: int = 0) -> dict[str, str]:

@@ -53,38 +53,57 @@ class LineProgress:
 
 
 class RichProgress:
-    """A rich progress bar per task, for interactive terminals."""
+    """A rich progress bar per task, for interactive terminals.
 
-    def __init__(self) -> None:
+    A task without a known total shows how many items it counted (nothing when it counted none) and
+    a full bar once finished, never ``0/?``.
+    """
+
+    def __init__(self, console=None) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
 
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TimeElapsedColumn
         from rich.progress import Progress as _Bar
 
         with _Bar(
             "[progress.description]{task.description}",
             BarColumn(),
-            MofNCompleteColumn(),
+            _count_column(),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
         ) as bar:
-            task_id = bar.add_task(description, total=total)
+            task_id = bar.add_task(description, total=total, known_total=total is not None)
 
             class _T:
                 def advance(self, amount: int = 1) -> None:
                     bar.advance(task_id, amount)
 
             yield _T()
-            if total:
-                bar.update(task_id, completed=total)
+            done = next(t.completed for t in bar.tasks if t.id == task_id) if total is None else total
+            bar.update(task_id, total=max(done, 1), completed=max(done, 1), counted=done)
 
     def log(self, message: str) -> None:
         self.console.print(message)
+
+
+def _count_column():
+    """'done/total' for a task with a known total, 'n' for one that counted n items, else nothing."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            counted = task.fields.get("counted", task.completed)
+            if task.fields.get("known_total"):
+                return Text(f"{int(task.completed):,}/{int(task.total):,}", style="progress.download")
+            return Text(f"{int(counted):,}" if counted else "", style="progress.download")
+
+    return CountColumn()
 
 
 class SilentProgress:

@@ -1,7 +1,8 @@
 """One settings object, read from environment variables and an optional ``.env`` file.
 
-The standard ``AWS_*`` variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_REGION``...) and
-``MLFLOW_TRACKING_URI`` are read by boto3 / DuckDB / MLflow as-is; they are not duplicated here.
+The standard ``AWS_*`` variables and files (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``...) are
+read once, by ``mermaid_data.s3config`` through botocore, for every S3 client; ``MLFLOW_TRACKING_URI`` is
+read by MLflow as-is. Neither is duplicated here.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     )
     network_timeout_s: float = Field(default=10.0, validation_alias="MERMAID_NETWORK_TIMEOUT_S")
     network_retries: int = Field(default=3, validation_alias="MERMAID_NETWORK_RETRIES")
+    api_deadline_s: float = Field(default=60.0, gt=0, validation_alias="MERMAID_API_DEADLINE_S")
     duckdb_memory_limit: str = Field(default="3GB", validation_alias="MERMAID_DUCKDB_MEMORY_LIMIT")
 
 

@@ -1,8 +1,8 @@
 """URIs for everything the lake reads or writes: a local path or ``s3://bucket/prefix``.
 
-S3 access uses boto3 (listing, small reads, fingerprints) configured from the standard ``AWS_*``
-variables (``AWS_ENDPOINT_URL`` included), with explicit timeouts and bounded retries;
-``MERMAID_S3_ANONYMOUS=true`` sends unsigned requests (public buckets).
+S3 access uses boto3 (listing, small reads, fingerprints) with the client of the one S3 configuration
+(``mermaid_data.s3config``: the AWS variables, profiles and credential chain, explicit timeouts and bounded
+retries; ``MERMAID_S3_ANONYMOUS=true`` sends unsigned requests to public buckets).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
 from mermaid_data.errors import ConfigError, SourceUnreachableError
-from mermaid_data.settings import get_settings
+from mermaid_data.s3config import s3_config
 
 _HASH_CHUNK = 8 * 1024 * 1024
 
@@ -79,56 +78,28 @@ class ObjectInfo:
     etag: str
 
 
-def _s3_config(max_pool_connections: int = 32):
-    from botocore.config import Config
-
-    settings = get_settings()
-    return Config(
-        connect_timeout=settings.network_timeout_s,
-        read_timeout=settings.network_timeout_s,
-        retries={"max_attempts": max(1, settings.network_retries), "mode": "standard"},
-        max_pool_connections=max_pool_connections,
-    )
-
-
-@lru_cache(maxsize=8)
-def _cached_client(endpoint: str | None, anonymous: bool, key_id: str | None, max_pool_connections: int = 32):
-    import boto3
-    from botocore import UNSIGNED
-
-    config = _s3_config(max_pool_connections)
-    if anonymous:
-        config = config.merge(type(config)(signature_version=UNSIGNED))
-    if endpoint:
-        config = config.merge(type(config)(s3={"addressing_style": "path"}))
-    return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
-
-
-def s3_client(*, max_pool_connections: int = 32):
-    """A boto3 S3 client honouring AWS_ENDPOINT_URL, credentials and MERMAID_S3_ANONYMOUS.
-
-    ``max_pool_connections``: HTTP connections kept open (as many as the caller's parallel requests).
-    """
-    return _cached_client(
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        get_settings().s3_anonymous,
-        os.environ.get("AWS_ACCESS_KEY_ID"),
-        max(32, int(max_pool_connections)),
-    )
+def s3_client(*, total_attempts: int | None = None, max_pool_connections: int = 32):
+    """A boto3 S3 client from the one S3 configuration (``s3config.s3_config().boto3_client``)."""
+    return s3_config().boto3_client(total_attempts=total_attempts, max_pool_connections=max_pool_connections)
 
 
 def _unreachable(uri: Uri | str, exc: Exception) -> SourceUnreachableError:
+    config = s3_config()
+    why = ""
+    fix = "the credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID; MERMAID_S3_ANONYMOUS=true for a public bucket)"
+    if config.anonymous:
+        why = " (MERMAID_S3_ANONYMOUS: the request went unsigned)"
+        fix = "MERMAID_S3_ANONYMOUS (unset it for a private bucket)"
+    elif config.credentials is None:
+        why = " (no AWS credentials found: the request went unsigned)"
     return SourceUnreachableError(
-        f"cannot reach storage ({type(exc).__name__}: {exc})",
+        f"cannot reach storage ({type(exc).__name__}: {exc}){why}",
         where=str(uri),
-        fix="check the URI, AWS_ENDPOINT_URL / credentials (or MERMAID_S3_ANONYMOUS=true for public "
-        "buckets) and the network",
+        fix=f"check the URI, AWS_ENDPOINT_URL, {fix} and the network",
     )
 
 
-def s3_call(uri: Uri, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` with S3 errors mapped: a missing key is FileNotFoundError, the rest
-    SourceUnreachableError naming ``uri``."""
+def _s3_call(uri: Uri, fn, *args, **kwargs):
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -160,7 +131,7 @@ def exists(uri: Uri) -> bool:
 def stat(uri: Uri) -> ObjectInfo:
     """Size and fingerprint of one object: ETag for S3, SHA-256 of the content for local files."""
     if uri.is_s3:
-        head = s3_call(uri, s3_client().head_object, Bucket=uri.bucket, Key=uri.key)
+        head = _s3_call(uri, s3_client().head_object, Bucket=uri.bucket, Key=uri.key)
         return ObjectInfo(uri.name, int(head["ContentLength"]), head["ETag"].strip('"'))
     path = Path(uri.key)
     if not path.is_file():
@@ -185,7 +156,7 @@ def list_prefix(uri: Uri, *, recursive: bool = True) -> Iterator[ObjectInfo]:
         kwargs = {"Bucket": uri.bucket, "Prefix": prefix}
         if not recursive:
             kwargs["Delimiter"] = "/"
-        pages = s3_call(uri, lambda: list(paginator.paginate(**kwargs)))
+        pages = _s3_call(uri, lambda: list(paginator.paginate(**kwargs)))
         for page in pages:
             for item in page.get("Contents", []):
                 yield ObjectInfo(
@@ -214,7 +185,7 @@ def list_dirs(uri: Uri) -> list[str]:
     if uri.is_s3:
         prefix = f"{uri.key}/" if uri.key else ""
         paginator = s3_client().get_paginator("list_objects_v2")
-        pages = s3_call(
+        pages = _s3_call(
             uri, lambda: list(paginator.paginate(Bucket=uri.bucket, Prefix=prefix, Delimiter="/"))
         )
         return sorted(
@@ -234,7 +205,7 @@ def read_bytes(uri: Uri, *, max_bytes: int | None = None) -> bytes:
         kwargs = {"Bucket": uri.bucket, "Key": uri.key}
         if max_bytes is not None:
             kwargs["Range"] = f"bytes=0-{max_bytes - 1}"
-        response = s3_call(uri, s3_client().get_object, **kwargs)
+        response = _s3_call(uri, s3_client().get_object, **kwargs)
         return response["Body"].read()
     with open(uri.key, "rb") as handle:
         return handle.read(max_bytes) if max_bytes is not None else handle.read()
@@ -243,7 +214,7 @@ def read_bytes(uri: Uri, *, max_bytes: int | None = None) -> bytes:
 def write_bytes(uri: Uri, data: bytes) -> None:
     """Write one object atomically (local: temp file + rename; S3: a single PUT)."""
     if uri.is_s3:
-        s3_call(uri, s3_client().put_object, Bucket=uri.bucket, Key=uri.key, Body=data)
+        _s3_call(uri, s3_client().put_object, Bucket=uri.bucket, Key=uri.key, Body=data)
         return
     path = Path(uri.key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,28 +230,11 @@ def delete_prefix(uri: Uri) -> None:
         client = s3_client()
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            s3_call(uri, client.delete_objects, Bucket=uri.bucket, Delete={"Objects": batch})
+            _s3_call(uri, client.delete_objects, Bucket=uri.bucket, Delete={"Objects": batch})
         return
     shutil.rmtree(uri.key, ignore_errors=True)
 
 
 def delta_storage_options() -> dict[str, str]:
-    """Options for deltalake's object store, from the same AWS_* variables boto3 reads."""
-    options: dict[str, str] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options["AWS_ENDPOINT_URL"] = endpoint
-        options["AWS_FORCE_PATH_STYLE"] = "true"
-        if endpoint.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        if os.environ.get(var):
-            options[var] = os.environ[var]
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    options["AWS_REGION"] = region or "us-east-1"
-    if get_settings().s3_anonymous:
-        options["AWS_SKIP_SIGNATURE"] = "true"
-    timeout = get_settings().network_timeout_s
-    options["timeout"] = f"{int(max(timeout, 1))}s"
-    options["connect_timeout"] = f"{int(max(timeout, 1))}s"
-    return options
+    """deltalake's ``storage_options``, from the same S3 configuration as boto3 and DuckDB."""
+    return s3_config().deltalake_options()

@@ -6,14 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from mermaid_data.cli import user_errors
+from mermaid_data.cli_base import make_app, user_errors
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-
-
-@app.callback()
-def main() -> None:
-    """Train pyspacer classifiers from mermaid-data snapshots."""
+app = make_app("mermaid-train", help=__doc__)  # the one-line error boundary, --debug, --version, -h
 
 
 @app.command()

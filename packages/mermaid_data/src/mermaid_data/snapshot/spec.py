@@ -3,8 +3,10 @@
 Spec CSVs are read as people write them: only the ID columns are read, extra ``*_name`` columns are
 ignored, CRLF, a UTF-8 BOM, blank lines and surrounding spaces are fine, a blank ``gf_id`` means "no
 growth form". A malformed UUID, a missing ID column or two rollup rows that disagree are errors naming
-the file, line and fix. The parsed rows are normalized (sorted, lower-case) and hashed, so the same
-content gives the same snapshot ID however it was formatted.
+the file, line and fix; so is an include or exclude CSV with a header but no rows (an include list
+with no rows would publish a snapshot of 0 rows; see ``REFUSED_EMPTY``). The parsed rows are
+normalized (sorted, lower-case) and hashed, so the same content gives the same snapshot ID however it
+was formatted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mermaid_data.errors import ConfigError, SourceFormatError
+from mermaid_data.sources.coralnet import MAX_SOURCE_ID
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -53,6 +56,12 @@ COLUMNS = {
     "targets": ("ba_id",),
 }
 OPTIONAL = {"from_gf_id", "to_gf_id", "gf_id"}
+#: The command-line option that passes each kind (named in errors).
+OPTIONS = {"rollups": "--rollups", "include": "--include", "exclude": "--exclude", "sources": "--coralnet-sources"}
+#: Lists that must not be empty: an include list with no rows would publish a snapshot of 0 rows, and an
+#: empty exclude list is the wrong file. (No rollup rules, or no sources, is the same as leaving the
+#: option out: ``spec rollups`` writes such a file when nothing needs rolling up.)
+REFUSED_EMPTY = {"include", "exclude"}
 FIXES = {
     "rollups": "a rollup CSV has columns from_ba_id,from_gf_id,to_ba_id,to_gf_id (gf blank = no growth form)",
     "include": "an include CSV has columns ba_id,gf_id (gf blank = no growth form)",
@@ -95,6 +104,11 @@ def read_spec_csv(path: str | Path, kind: str) -> SpecTable:
             value = cells[index[col]] if col in index and index[col] < len(cells) else ""
             values.append(_check(value, col, kind, where, line_no, fix))
         rows.append(tuple(values))
+    if not rows and kind in REFUSED_EMPTY:
+        raise SourceFormatError(
+            "a header but no rows (an empty list is almost certainly the wrong file)", where=where,
+            row=header_line + 1, fix=f"add the rows, or leave out {OPTIONS[kind]}",
+        )
     rows_sorted = tuple(sorted(set(rows), key=_sort_key(kind)))
     table = SpecTable(kind, where, COLUMNS[kind], rows_sorted)
     if kind == "rollups":
@@ -111,9 +125,14 @@ def _sort_key(kind: str):
 def _check(value: str, col: str, kind: str, where: str, line: int, fix: str) -> str:
     if kind == "sources":
         digits = value[1:] if value[:1] in ("s", "S") else value
-        if not digits.isdigit():
+        if not (digits.isascii() and digits.isdigit()):
             raise SourceFormatError(
                 f"source id {value!r} is not an integer", where=where, row=line, column=col, fix=fix
+            )
+        if int(digits) > MAX_SOURCE_ID:
+            raise SourceFormatError(
+                f"source id {value!r} is too large (CoralNet ids are below 2^63)", where=where, row=line,
+                column=col, fix=fix,
             )
         return str(int(digits))
     lowered = value.lower()

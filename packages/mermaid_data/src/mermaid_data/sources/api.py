@@ -6,16 +6,18 @@ Three things come from the MERMAID API (base ``https://api.datamermaid.org/v1/``
 - growth forms (GFs): the ``"growthforms"`` entry of ``GET choices/`` (there is no growthforms endpoint);
 - the CoralNet label mapping: ``GET classification/labelmappings/?provider=CoralNet&limit=5000``.
 
-``fetch_taxonomy`` reads them either over HTTP(S) with the standard library only (explicit timeout,
-bounded retries with a short backoff) or from a local directory of saved pages, the layout the demo
-generator writes::
+``fetch_taxonomy`` reads them either over HTTP(S) with the standard library only or from a local directory
+of saved pages, the layout the demo generator writes::
 
     DIR/benthicattributes.json              {"count", "next", "previous", "results"}
     DIR/choices.json                        [{"name": "growthforms", "data": [...]}, ...]
     DIR/classification/labelmappings.json   {"count", "next", "previous", "results"}
 
-In a directory, ``next`` is a file name relative to ``DIR`` (for example ``"benthicattributes.page2.json"``)
-or null. Everything read is validated; a bad page raises ``SourceFormatError`` naming the URL or file,
+Over HTTP every request has a per-read timeout and a total deadline (connection, headers and body: a server
+that trickles bytes cannot hold it longer), a bounded number of retries with a short backoff, and so an
+overall bound that the error states. ``next`` links are followed only on the base URL's scheme, host and
+port. In a directory, ``next`` is a file name relative to ``DIR`` (for example
+``"benthicattributes.page2.json"``) or null. Everything read is validated; a bad page raises ``SourceFormatError`` naming the URL or file,
 the index into that page's ``results`` (``row``, 0-based), the key (``column``) and what to do.
 UUIDs are returned lower-cased; CoralNet label ids are returned as canonical decimal strings.
 """
@@ -25,21 +27,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.client import HTTPException
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pyarrow as pa
 
 from mermaid_data.errors import SourceFormatError, SourceUnreachableError
-from mermaid_data.settings import MERMAID_PUBLIC_API_URL
+from mermaid_data.settings import MERMAID_PUBLIC_API_URL, get_settings
 
 __all__ = [
     "BENTHIC_ATTRIBUTES_FILE",
@@ -72,6 +76,7 @@ _GROWTH_FORMS_CHOICE = "growthforms"
 _MAX_PAGES = 1000
 _BACKOFF_FIRST_S = 0.25
 _BACKOFF_MAX_S = 2.0
+_RETRY_AFTER_MAX_S = 4.0  # longest wait between two attempts, a server's Retry-After included
 _USER_AGENT = "mermaid-data (+https://datamermaid.org)"
 
 BENTHIC_ATTRIBUTES_SCHEMA = pa.schema(
@@ -150,20 +155,27 @@ class Taxonomy:
         return digest.hexdigest()
 
 
-def fetch_taxonomy(api: str, *, timeout_s: float = 10.0, retries: int = 3) -> Taxonomy:
+def fetch_taxonomy(
+    api: str, *, timeout_s: float = 10.0, retries: int = 3, deadline_s: float | None = None
+) -> Taxonomy:
     """Read and validate the taxonomy from the MERMAID API (``http(s)://`` base URL), a page directory, or
     ``"bundled"``: the public taxonomy snapshot shipped with this package (``mermaid_data.taxonomy``).
 
-    ``timeout_s`` bounds every network operation of every request; ``retries`` is the number of extra
-    attempts after a connection error, timeout, HTTP 5xx or 429 (4xx other than 429 is not retried).
-    Raises ``SourceUnreachableError`` when the API or directory cannot be read and ``SourceFormatError``
-    when what was read does not have the API's shape.
+    ``timeout_s`` bounds every socket operation (connect, each read); ``deadline_s`` (default: the
+    ``MERMAID_API_DEADLINE_S`` setting) bounds each request as a whole, body included; ``retries`` is the
+    number of extra attempts after a connection error, timeout, HTTP 5xx or 429 (4xx other than 429 is
+    not retried). One page therefore takes at most ``(retries + 1) * deadline_s`` plus at most 4 s between
+    attempts. Raises ``SourceUnreachableError`` when the API or directory cannot be read and
+    ``SourceFormatError`` when what was read does not have the API's shape (a ``next`` link to another
+    scheme, host or port included).
     """
     if str(api).strip().lower() == BUNDLED:
         from mermaid_data.taxonomy import load_bundled_taxonomy
 
         return load_bundled_taxonomy().taxonomy
-    source = _open_source(api, timeout_s=timeout_s, retries=retries)
+    if deadline_s is None:
+        deadline_s = get_settings().api_deadline_s
+    source = _open_source(api, timeout_s=timeout_s, retries=retries, deadline_s=deadline_s)
 
     ba_pages = list(_paginate(source, source.benthic_attributes_start()))
     body, choices_where = source.get_json(source.choices_start())
@@ -202,10 +214,12 @@ def fetch_taxonomy(api: str, *, timeout_s: float = 10.0, retries: int = 3) -> Ta
 
 
 class _HttpSource:
-    def __init__(self, base: str, *, timeout_s: float, retries: int) -> None:
+    def __init__(self, base: str, *, timeout_s: float, retries: int, deadline_s: float) -> None:
         self.base = base if base.endswith("/") else base + "/"
+        self.origin = _origin(self.base)
         self.timeout_s = timeout_s
         self.retries = max(0, int(retries))
+        self.deadline_s = deadline_s
         self.fix_shape = _FIX_SHAPE_HTTP
 
     def benthic_attributes_start(self) -> str:
@@ -241,11 +255,30 @@ class _HttpSource:
                 column="next",
                 fix=self.fix_shape,
             )
+        if _origin(url) != self.origin:
+            scheme, host, port = self.origin
+            raise SourceFormatError(
+                f"'next' points to another origin than the API's {scheme}://{host}:{port}: {next_value!r}",
+                where=current,
+                column="next",
+                fix=f"{self.fix_shape}; links are followed only on the base URL's scheme, host and port",
+            )
         return url
 
     def get_json(self, location: str) -> tuple[Any, str]:
-        body = _http_get(location, timeout_s=self.timeout_s, retries=self.retries)
+        body = _http_get(location, timeout_s=self.timeout_s, retries=self.retries, deadline_s=self.deadline_s)
         return _parse_json(body, location, self.fix_shape), location
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a URL, lower-cased, the scheme's default port filled in."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: no origin matches it
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 class _DirSource:
@@ -324,7 +357,7 @@ class _DirSource:
 _Source = _HttpSource | _DirSource
 
 
-def _open_source(api: str, *, timeout_s: float, retries: int) -> _Source:
+def _open_source(api: str, *, timeout_s: float, retries: int, deadline_s: float) -> _Source:
     text = str(api).strip()
     if not text:
         raise SourceUnreachableError(
@@ -333,7 +366,7 @@ def _open_source(api: str, *, timeout_s: float, retries: int) -> _Source:
         )
     scheme = urllib.parse.urlsplit(text).scheme.lower()
     if scheme in ("http", "https"):
-        return _HttpSource(text, timeout_s=timeout_s, retries=retries)
+        return _HttpSource(text, timeout_s=timeout_s, retries=retries, deadline_s=deadline_s)
     if scheme == "file":
         return _DirSource(Path(urllib.request.url2pathname(urllib.parse.urlsplit(text).path)))
     if "://" in text:
@@ -345,23 +378,31 @@ def _open_source(api: str, *, timeout_s: float, retries: int) -> _Source:
     return _DirSource(Path(text).expanduser())
 
 
-def _http_get(url: str, *, timeout_s: float, retries: int) -> bytes:
-    """GET ``url``; retry connection errors, timeouts, 5xx and 429 with a short exponential backoff."""
+def _http_get(url: str, *, timeout_s: float, retries: int, deadline_s: float) -> bytes:
+    """GET ``url``; retry connection errors, timeouts, 5xx and 429 with a short exponential backoff.
+
+    Each attempt ends after ``deadline_s`` whatever the server does; waits between attempts are at most
+    ``_RETRY_AFTER_MAX_S``; so the whole call ends within the bound the error message states.
+    """
     attempts = retries + 1
+    bound_s = attempts * deadline_s + retries * _RETRY_AFTER_MAX_S
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": _USER_AGENT})
     last_problem = "no attempt made"
+    fix = _FIX_UNREACHABLE
     for attempt in range(attempts):
         wait_s = min(_BACKOFF_FIRST_S * (2**attempt), _BACKOFF_MAX_S)
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                return response.read()
+            return _get_once(request, timeout_s=timeout_s, deadline_s=deadline_s)
+        except _DeadlineExceeded:
+            last_problem = f"no complete response within the {deadline_s:g} s deadline"
+            fix = f"{_FIX_UNREACHABLE}; if the API is only slow, raise MERMAID_API_DEADLINE_S"
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 429 or exc.code >= 500:
                 last_problem = f"HTTP {exc.code} {exc.reason}"
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
                 if retry_after and retry_after.strip().isdigit():
-                    wait_s = min(float(retry_after.strip()), _BACKOFF_MAX_S * 2)
+                    wait_s = min(float(retry_after.strip()), _RETRY_AFTER_MAX_S)
             else:
                 raise SourceUnreachableError(
                     f"HTTP {exc.code} {exc.reason} (not retried)",
@@ -384,10 +425,111 @@ def _http_get(url: str, *, timeout_s: float, retries: int) -> bytes:
         if attempt + 1 < attempts:
             time.sleep(wait_s)
     raise SourceUnreachableError(
-        f"GET failed after {attempts} attempt(s) with a {timeout_s:g} s timeout: {last_problem}",
+        f"GET failed after {attempts} attempt(s) (each at most {deadline_s:g} s in total, {timeout_s:g} s "
+        f"per network read; at most {bound_s:g} s in all): {last_problem}",
         where=url,
-        fix=_FIX_UNREACHABLE,
+        fix=fix,
     )
+
+
+class _DeadlineExceeded(Exception):
+    """One attempt ran out of its total deadline."""
+
+
+def _get_once(request: urllib.request.Request, *, timeout_s: float, deadline_s: float) -> bytes:
+    """One GET whose connection, headers and body together take at most ``deadline_s``.
+
+    A per-read socket timeout cannot stop a server that sends a byte now and then, so a timer shuts the
+    request's sockets down when the deadline passes: the blocked read returns at once and the attempt
+    ends with ``_DeadlineExceeded``. (Name lookups are bounded by the system resolver, not by this.)
+    """
+    with _Deadline(deadline_s) as deadline:
+        opener = urllib.request.build_opener(
+            _DeadlineHTTPHandler(deadline), _DeadlineHTTPSHandler(deadline)
+        )
+        try:
+            with opener.open(request, timeout=min(timeout_s, deadline_s)) as response:
+                body = response.read()
+        except Exception as exc:
+            if deadline.expired:
+                raise _DeadlineExceeded from exc
+            raise
+        if deadline.expired:  # the shutdown may look like the end of a body without a length
+            raise _DeadlineExceeded
+        return body
+
+
+class _Deadline:
+    """A timer that shuts down every socket registered with ``watch`` once ``seconds`` have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Self:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        """Register ``sock`` (a duplicate is kept: TLS wrapping detaches the original object)."""
+        duplicate = sock.dup()
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.expired:
+                _shutdown(duplicate)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def connection(self, base: type[HTTPConnection]) -> Any:
+        """A factory for urllib's ``do_open`` making ``base`` connections whose sockets are watched."""
+
+        def make(host: str, **kwargs: Any) -> HTTPConnection:
+            conn = base(host, **kwargs)
+            create = conn._create_connection
+            conn._create_connection = lambda *a, **k: self.watch(create(*a, **k))
+            return conn
+
+        return make
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or never connected
+
+
+class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self._deadline.connection(HTTPConnection), req)
+
+
+class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self._deadline.connection(HTTPSConnection), req, context=self._context)
 
 
 def _describe(reason: object) -> str:

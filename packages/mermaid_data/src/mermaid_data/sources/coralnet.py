@@ -3,7 +3,9 @@
 Required columns ``Image ID, Row, Column, Label ID`` (integers; any case/order, a UTF-8 BOM, CRLF and
 extra columns are fine). Feature vectors: ``s<id>/features/i<image_id>.featurevector``. The CSV reader
 types and range-checks every value (row/col 0..65535, ids non-negative integers); the first bad value
-raises SourceFormatError naming the file, line and column.
+raises SourceFormatError naming the file, line and column. So do a line with the wrong number of
+fields, a file in UTF-16 (or with NUL bytes) and a file with a header but no rows. Source folders are
+``s<id>`` with the id written without leading zeros (``s0123`` is refused, not read as source 123).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ EXPECTED = {
 }
 FIX = "CoralNet annotations.csv needs columns 'Image ID,Row,Column,Label ID' (integers)"
 SOURCE_DIR = re.compile(r"^s(\d+)$")
+MAX_SOURCE_ID = 2**63 - 1  # source ids are stored as 64-bit integers, like image and label ids
 _HEADER_BYTES = 64 * 1024
 _NO_NULLS = "\x01"  # nullstr that never occurs: an empty field is then a cast error, not a NULL
 
@@ -63,45 +65,41 @@ class CoralNetSource:
         return self.root.join(self.prefix, "features")
 
 
-def parse_source_ids(values: Iterable[str], *, where: str) -> list[str]:
-    """Validate CoralNet source ids (integers, optionally written 's23'); never build paths from others."""
-    out = []
-    for line, raw in enumerate(values, start=2):
-        text = raw.strip()
-        if not text:
-            continue
-        digits = text[1:] if text[:1] in ("s", "S") else text
-        if not digits.isdigit():
-            raise SourceFormatError(
-                f"source id {raw!r} is not an integer",
-                where=where,
-                row=line,
-                column="id",
-                fix="list CoralNet source ids as integers (e.g. 23), one per row",
-            )
-        out.append(str(int(digits)))
-    return sorted(set(out), key=int)
-
-
 def discover(root: storage.Uri, only: list[str] | None = None) -> list[CoralNetSource]:
-    """The sources under ``root`` (every ``s<digits>/`` folder, or just ``only``)."""
-    present = {}
+    """The sources under ``root`` (every ``s<digits>/`` folder, or just ``only``).
+
+    A folder that looks like a source but is not a valid one (``s0123``: a leading zero; an id too large
+    for 64 bits) is an error when it would be read (every folder, or one ``only`` asks for).
+    """
+    present: dict[str, str] = {}
+    misnamed: dict[str, tuple[str, str]] = {}  # source id (or the folder) -> (folder, what is wrong)
     for name in storage.list_dirs(root):
         match = SOURCE_DIR.match(name)
-        if match:
-            present[str(int(match.group(1)))] = name
-    if only is not None:
-        missing = [s for s in only if s not in present]
-        if missing:
-            raise ConfigError(
-                f"CoralNet source(s) {', '.join('s' + m for m in missing)} not found under {root}",
-                where=str(root),
-                fix="remove them from the sources CSV or check --coralnet",
-            )
-        chosen = only
-    else:
-        chosen = list(present)
-    return [CoralNetSource(sid, root) for sid in sorted(chosen, key=int)]
+        if not match:
+            continue
+        digits = match.group(1)
+        if int(digits) > MAX_SOURCE_ID:
+            misnamed[name] = (name, f"source id {digits} is too large (CoralNet ids are below 2^63)")
+        elif digits != str(int(digits)):
+            misnamed[str(int(digits))] = (name, f"a source folder is s<id> without leading zeros (s{int(digits)})")
+        else:
+            present[digits] = name
+    wanted = list(present) if only is None else only
+    for key in (misnamed if only is None else [s for s in only if s in misnamed and s not in present]):
+        folder, problem = misnamed[key]
+        raise SourceFormatError(
+            f"folder {folder!r} is not a CoralNet source folder: {problem}",
+            where=str(root.join(folder)),
+            fix="rename the folder to s<id> (the source id, no leading zeros), or move it out of --coralnet",
+        )
+    missing = [s for s in wanted if s not in present]
+    if missing:
+        raise ConfigError(
+            f"CoralNet source(s) {', '.join('s' + m for m in missing)} not found under {root}",
+            where=str(root),
+            fix="remove them from the sources CSV or check --coralnet",
+        )
+    return [CoralNetSource(sid, root) for sid in sorted(wanted, key=int)]
 
 
 def read_header(source: CoralNetSource) -> tuple[str, ...]:
@@ -113,10 +111,20 @@ def read_header(source: CoralNetSource) -> tuple[str, ...]:
         raise SourceFormatError(
             "annotations.csv is missing", where=where, fix="every s<id>/ folder needs an annotations.csv"
         ) from None
+    _check_text(head, where)
     header = _parse_header(head)
     if header is None:
         raise SourceFormatError("the file is empty (no header line)", where=where, row=1, fix=FIX)
     return header
+
+
+def _check_text(data: bytes, where: str) -> None:
+    """Refuse UTF-16 (or any text with NUL bytes): a CSV here is UTF-8 (a BOM is fine)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data:
+        raise SourceFormatError(
+            "not UTF-8 text (UTF-16, or NUL bytes in the file)", where=where, row=1,
+            fix="save the file as UTF-8 CSV (e.g. `iconv -f UTF-16 -t UTF-8 in.csv > annotations.csv`)",
+        )
 
 
 def _parse_header(head: bytes) -> tuple[str, ...] | None:
@@ -204,7 +212,23 @@ def read_rows(con: duckdb.DuckDBPyConnection, sources: list[CoralNetSource]) -> 
         except duckdb.Error as exc:
             raise explain_csv_error(exc, slow) from exc
         tables.append(strict.cast(_FAST_SCHEMA))
-    return pa.concat_tables([t for t in tables if t is not None] or [_FAST_SCHEMA.empty_table()])
+    rows = pa.concat_tables([t for t in tables if t is not None] or [_FAST_SCHEMA.empty_table()])
+    _refuse_empty(sources, rows)
+    return rows
+
+
+def _refuse_empty(sources: list[CoralNetSource], rows: pa.Table) -> None:
+    """A source whose annotations.csv has a header but no rows is a mistake (a cut export), not a source."""
+    if not sources:
+        return
+    present = set(pc.unique(rows.column("source_key")).to_pylist()) if rows.num_rows else set()
+    for source in sources:
+        if int(source.source_id) not in present:
+            raise SourceFormatError(
+                "a header but no annotation rows", where=_file_uri(source), row=2,
+                fix="add the rows (a complete export of the source), or remove the folder "
+                    f"{source.prefix}/ (or leave it out of --coralnet-sources)",
+            )
 
 
 _FAST_SCHEMA = pa.schema([("source_key", pa.uint64()), ("image_id", pa.uint64()), ("row", pa.uint16()),
@@ -226,6 +250,7 @@ def _read_fast(source: CoralNetSource) -> pa.Table | None:
         data = storage.read_bytes(source.annotations_uri)
     except FileNotFoundError:
         return None  # the strict path reports it
+    _check_text(data, _file_uri(source))
     header = _parse_header(data[:_HEADER_BYTES])
     if header is None or _may_hold_hex(data):
         return None
@@ -287,6 +312,15 @@ def explain_csv_error(exc: duckdb.Error, sources: list[CoralNetSource]) -> Sourc
         expected = EXPECTED.get(key, "a value of the column's type")
         problem = f"bad value {value.group(1)!r} (expected {expected})"
     else:
+        candidates = [where] if file else [_file_uri(s) for s in sources]
+        for candidate in candidates:
+            ragged = _first_ragged_line(candidate)
+            if ragged is not None:
+                number, fields, expected = ragged
+                return SourceFormatError(
+                    f"line has {fields} field(s), the header has {expected}", where=candidate, row=number,
+                    fix="give every line the header's columns (quote values that hold commas); " + FIX,
+                )
         problem = f"cannot parse CSV ({text.splitlines()[0]})"
     return SourceFormatError(
         problem,
@@ -295,6 +329,25 @@ def explain_csv_error(exc: duckdb.Error, sources: list[CoralNetSource]) -> Sourc
         column=column.group(1) if column else None,
         fix="correct that line (lines counted from 1, header included); " + FIX,
     )
+
+
+def _first_ragged_line(file: str) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first line whose field count differs from the header's.
+
+    Error path only: scans the one file DuckDB could not read. Blank lines are skipped, as DuckDB does.
+    """
+    import csv
+
+    try:
+        body = storage.read_bytes(storage.Uri.parse(file)).decode("utf-8-sig", errors="replace")
+        reader = csv.reader(io.StringIO(body))
+        expected = len(next(reader))
+        for record in reader:
+            if record and len(record) != expected:
+                return reader.line_num, len(record), expected
+    except (OSError, ValueError, StopIteration, csv.Error):
+        return None
+    return None
 
 
 def _explain_bad_value(text: str) -> SourceFormatError:

@@ -102,8 +102,15 @@ class FeatureCache:
         return error
 
     def _download(self, source: storage.Uri, part: Path) -> None:
+        from botocore.exceptions import ClientError
+
         client = storage.s3_client(max_pool_connections=self.workers)
-        response = storage.s3_call(source, client.get_object, Bucket=source.bucket, Key=source.key)
+        try:
+            response = client.get_object(Bucket=source.bucket, Key=source.key)
+        except ClientError as exc:  # a missing object is reported, not retried; the rest is retried
+            if exc.response.get("Error", {}).get("Code", "") in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(str(source)) from exc
+            raise
         expected = int(response.get("ContentLength", -1))
         written = 0
         body = response["Body"]
