@@ -12,9 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 from mermaid_data.demo.features import read_feature_file, write_feature_file
-from mermaid_train import features as features_mod
 from mermaid_train.errors import FeatureError
-from mermaid_train.features import FeatureCache, feature_uris, pack
+from mermaid_train.features import FeatureCache, feature_uris, gather, pack
+from mermaid_train.features import cache as cache_mod
+from mermaid_train.features import npz as npz_mod
 from spacer.data_classes import DataLocation, ImageFeatures
 
 
@@ -72,7 +73,7 @@ def test_failed_copy_leaves_no_file_behind(uris, tmp_path: Path, monkeypatch: py
         part.write_bytes(source.read_bytes()[:100])
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(features_mod, "_link_or_copy", half_then_fail)
+    monkeypatch.setattr(cache_mod, "_link_or_copy", half_then_fail)
     cache = FeatureCache(tmp_path / "cache", retries=2)
     report = cache.fetch(uris[:2])
     assert report.missing == uris[:2] and "disk on fire" in report.errors[uris[0]]
@@ -110,7 +111,7 @@ def test_fetch_from_s3(s3, s3_bucket, uris, tmp_path: Path) -> None:
         key = f"features/img{i}.featurevector"
         client.upload_file(uri, bucket, key)
         keys.append(f"s3://{bucket}/{key}")
-    cache = FeatureCache(tmp_path / "cache", workers=3, retries=2, timeout_s=10)
+    cache = FeatureCache(tmp_path / "cache", workers=3, retries=2)
     report = cache.fetch([*keys, f"s3://{bucket}/features/absent.featurevector"])
     assert (report.requested, report.fetched, report.cached) == (5, 4, 0)
     assert report.missing == [f"s3://{bucket}/features/absent.featurevector"]
@@ -210,7 +211,7 @@ def test_duplicate_points_get_their_identical_vector(tmp_path: Path) -> None:
     feat = np.array([[1.0, 1.5], [2.0, 2.5], [1.0, 1.5], [3.0, 3.5]])
     write_feature_file(uri, rows, cols, feat)
     assert cache.fetch([uri]).fetched == 1
-    got = features_mod._read_points(cache, uri, np.array([7, 5, 5, 9]), np.array([3, 1, 1, 2]))
+    got = npz_mod.read_points(cache.path_for(uri), uri, np.array([7, 5, 5, 9]), np.array([3, 1, 1, 2]))
     np.testing.assert_array_equal(got, np.array([[3, 3.5], [1, 1.5], [1, 1.5], [2, 2.5]], dtype=np.float32))
 
 
@@ -235,13 +236,13 @@ def test_unfetchable_features_count_against_the_tolerance(train_lake, split, tmp
 def test_pack_reads_each_feature_file_once(train_lake, split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug pinned: feature files decompressed once per annotation (or per set) instead of once per image."""
     opened: list[str] = []
-    real_load = features_mod.load_npz
+    real_load = npz_mod.load_npz
 
     def counting_load(path):
         opened.append(os.fspath(path))
         return real_load(path)
 
-    monkeypatch.setattr(features_mod, "load_npz", counting_load)
+    monkeypatch.setattr(npz_mod, "load_npz", counting_load)
     packed = _pack(split, train_lake, tmp_path / "work", FeatureCache(tmp_path / "cache"))
     assert len(opened) == len(set(opened)) == packed.info["images"] == packed.rows["feature_uri"].n_unique()
 
@@ -253,7 +254,7 @@ def test_load_npz_reads_what_np_load_reads(tmp_path: Path) -> None:
     np.savez(tmp_path / "odd.npz", fortran=np.asfortranarray(np.arange(12.0).reshape(3, 4)), scalar=np.int32(7),
              empty=np.zeros((0, 5), np.float32), names=np.array(["a", "bc"]))
     for name in ("spacer.npz", "odd.npz"):
-        ours = features_mod.load_npz(tmp_path / name)
+        ours = npz_mod.load_npz(tmp_path / name)
         with np.load(tmp_path / name) as expected:
             assert sorted(ours) == sorted(expected.files)
             for key in expected.files:
@@ -272,3 +273,35 @@ def test_bit_flip_in_a_feature_file_is_caught(train_lake, split, uris, tmp_path:
     with pytest.raises(FeatureError, match="corrupt or truncated") as info:
         _pack(split, train_lake, tmp_path / "work", cache)
     assert uris[2] in str(info.value)
+
+
+def test_float16_pack_holds_the_float32_vectors_halved(train_lake, split, train_packed, tmp_path: Path) -> None:
+    """Bug pinned: a float16 pack with other rows or vectors than the float32 one (it must only round them)."""
+    full = train_packed[1]
+    half = pack(split, snapshot_id=train_lake.snapshot_id, split_key="k", dtype="float16",
+                cache=FeatureCache(tmp_path / "cache"), lake=train_lake.lake, work_dir=tmp_path / "work",
+                missing_allowed_pct=5.0)
+    assert half.directory.name == "k-f16" and (half.directory / "X.f16").is_file()
+    assert half.dtype == "float16" and half.x.nbytes * 2 == full.x.nbytes
+    assert half.rows["annotation_id"].equals(full.rows["annotation_id"]) and np.array_equal(half.y, full.y)
+    np.testing.assert_array_equal(np.asarray(half.x), np.asarray(full.x).astype(np.float16))
+    got = gather(half.x, np.array([5, 1, 3]))
+    assert got.dtype == np.float32 and np.array_equal(got, np.asarray(half.x)[[5, 1, 3]].astype(np.float32))
+
+
+def test_fetch_parallelism_is_configurable(s3, s3_bucket, uris, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug pinned: S3 fetches capped at a handful of requests (real buckets need ~50 in flight)."""
+    from mermaid_train.options import get_train_settings
+    from mermaid_train.runner import TrainingRunner
+
+    assert get_train_settings().fetch_workers == 50 and FeatureCache(tmp_path / "c").workers == 50
+    monkeypatch.setenv("MERMAID_FEATURE_FETCH_WORKERS", "12")
+    assert TrainingRunner().fetch_workers == 12 and TrainingRunner(fetch_workers=3).fetch_workers == 3
+    bucket = s3_bucket("many")
+    client = s3.client()
+    keys = []
+    for i, uri in enumerate(uris[:20]):
+        client.upload_file(uri, bucket, f"f/{i}.featurevector")
+        keys.append(f"s3://{bucket}/f/{i}.featurevector")
+    report = FeatureCache(tmp_path / "cache", workers=16).fetch(keys)
+    assert (report.fetched, report.workers, report.missing) == (20, 16, [])

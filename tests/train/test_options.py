@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 import pytest
@@ -32,7 +33,12 @@ def test_documented_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert d.annotation_limit is None
     assert d.missing_allowed_pct() == 5.0
     t = TrainingOptions()
-    assert (t.epochs, t.seed, t.split, t.clf_type, t.trainer) == (10, 0, "images", "MLP", "packed")
+    assert (t.epochs, t.seed, t.split, t.clf_type, t.trainer, t.preset) == (None, 0, "images", "MLP", "packed",
+                                                                             "pyspacer")
+    r = t.recipe()  # the pyspacer preset: pyspacer's MiniBatchTrainer recipe
+    assert (r.epochs, r.hidden_layer_sizes, r.learning_rate, r.step_batch(), r.alpha) == (10, None, None, 200, 1e-4)
+    assert (r.early_stopping_patience, r.class_weighting, r.logit_adjustment, r.subsample) == (None, None, None, None)
+    assert r.network(50_000) == ((200, 100), 1e-4) and r.network(49_999) == ((100,), 1e-3)
     m = MLflowOptions()
     assert m.annotations_to_log is None
     assert m.resolved_experiment() == "mermaid-classifier"
@@ -147,8 +153,11 @@ def test_timestamp_is_appended() -> None:
 
 
 def test_flat_params_cover_every_option() -> None:
-    params = flat_params(DatasetOptions(ref_val_ratios=(0.075, 0.125)), TrainingOptions(epochs=5),
+    """Bug pinned: a training option missing from the logged params (every option is part of the run)."""
+    params = flat_params(DatasetOptions(ref_val_ratios=(0.075, 0.125)), TrainingOptions(epochs=5).recipe(),
                          MLflowOptions(model_name="m"))
+    for name in (f.name for f in dataclasses.fields(TrainingOptions)):
+        assert f"training.{name}" in params, name
     assert params["dataset.ref_val_ratios"] == "0.075,0.125"
     assert params["dataset.include_mermaid"] is True
     assert params["dataset.coralnet_sources_csv"] == ""
@@ -156,3 +165,57 @@ def test_flat_params_cover_every_option() -> None:
     assert params["training.trainer"] == "packed"
     assert params["mlflow.model_name"] == "m"
     assert all(isinstance(k, str) and k.count(".") == 1 for k in params)
+
+
+def test_upstream_preset_and_overrides() -> None:
+    """Bug pinned: a preset value lost, or an explicit option not winning over the preset."""
+    up = TrainingOptions(preset="upstream").recipe()
+    assert (up.hidden_layer_sizes, up.learning_rate, up.epochs, up.step_batch()) == ((500, 300, 100), 1e-4, 40, 512)
+    assert (up.class_weighting, up.weighting_beta, up.early_stopping_patience, up.early_stopping_metric) == (
+        "effective_number", 0.9999, 3, "ref_loss")
+    mine = TrainingOptions(preset="upstream", epochs=20, hidden_layer_sizes="256,128", class_weighting="none",
+                           early_stopping_patience=0, early_stopping_metric="ref_balanced_accuracy",
+                           logit_adjustment="auto", subsample="balanced:1000:5", pack_dtype="float16").recipe()
+    assert (mine.epochs, mine.hidden_layer_sizes, mine.class_weighting, mine.early_stopping_patience) == (
+        20, (256, 128), None, None)
+    assert mine.learning_rate == 1e-4 and mine.early_stopping_metric == "ref_balanced_accuracy"
+    assert mine.logit_adjustment == "auto" and str(mine.subsample) == "balanced:1000:5"
+    assert mine.pack_dtype == "float16"
+    assert TrainingOptions(logit_adjustment="1.5").recipe().logit_adjustment == 1.5
+
+
+def test_recipe_id_is_the_runs_identity() -> None:
+    """Bug pinned: two different recipes sharing an ID, or the same recipe getting two."""
+    base = TrainingOptions(preset="upstream").recipe()
+    assert base.recipe_id("snap-a") == TrainingOptions(preset="upstream").recipe().recipe_id("snap-a")
+    assert base.recipe_id("snap-a").startswith("recipe-") and len(base.recipe_id("snap-a")) == 23
+    others = {base.recipe_id("snap-b"), TrainingOptions(preset="upstream", seed=1).recipe().recipe_id("snap-a"),
+              TrainingOptions(preset="upstream", weight_ratio_cap=10).recipe().recipe_id("snap-a"),
+              TrainingOptions(preset="upstream", subsample="stratified:10").recipe().recipe_id("snap-a")}
+    assert len(others) == 4 and base.recipe_id("snap-a") not in others
+
+
+@pytest.mark.parametrize(("kwargs", "text"), [
+    ({"preset": "torch"}, "preset"),
+    ({"hidden_layer_sizes": (0, 10)}, "hidden_layer_sizes"),
+    ({"hidden_layer_sizes": "500,x"}, "hidden_layer_sizes"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"early_stopping_patience": -1}, "early_stopping_patience"),
+    ({"early_stopping_metric": "val_loss"}, "early_stopping_metric"),
+    ({"class_weighting": "inverse"}, "class_weighting"),
+    ({"weighting_beta": 1.0}, "weighting_beta"),
+    ({"weight_ratio_cap": 0.5}, "weight_ratio_cap"),
+    ({"logit_adjustment": "yes"}, "logit_adjustment"),
+    ({"logit_adjustment": -1}, "logit_adjustment"),
+    ({"logit_adjustment_max_accuracy_loss": 2}, "logit_adjustment_max_accuracy_loss"),
+    ({"subsample": "half"}, "subsample"),
+    ({"pack_dtype": "int8"}, "pack_dtype"),
+    ({"blas_threads": 0}, "blas_threads"),
+    ({"trainer": "minibatch", "preset": "upstream"}, "stock trainer"),
+    ({"trainer": "minibatch", "class_weighting": "effective_number"}, "class_weighting"),
+])
+def test_bad_recipe_options(kwargs, text) -> None:
+    with pytest.raises(TrainConfigError) as info:
+        TrainingOptions(**kwargs).validate()
+    assert text in str(info.value) and "Fix:" in str(info.value)

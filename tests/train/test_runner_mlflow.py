@@ -30,7 +30,7 @@ RUN_FILES = {
     "classifier.pkl", "valresult.json", "train_summary.yaml", "annotations_val.csv", "split.parquet",
     "profiled_sections.csv", "metrics/metrics.json", "metrics/per_label.csv", "metrics/confusion_matrix.csv",
     "metrics/confusion_matrix.png", "metrics/per_source.csv", "metrics/per_image_cover.csv",
-    "metrics/calibration.csv", "metrics/reliability.png", "metrics/epochs.csv", "metrics/ref_accuracy.png",
+    "metrics/calibration.csv", "metrics/reliability.png", "metrics/epochs.csv", "metrics/epochs.png", "metrics/root_confusion.csv",
     "snapshot/manifest.json", "snapshot/ba_counts.csv", "snapshot/bagf_counts.csv", "snapshot/project_stats.csv",
     "snapshot/unmapped_labels.csv", "snapshot/label_mapping.csv", "snapshot/dropped_by_reason.csv",
 }
@@ -219,9 +219,9 @@ def test_training_runner_writes_run_folder(runner_lake: Lake, e2e_run, tmp_path:
 def test_cli_run_and_compare(runner_lake: Lake, e2e_run, mlflow_server: MLflowServer, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     import mermaid_data.cli
-    import mermaid_train.cli
+    import mermaid_train.output
 
-    for console in (mermaid_data.cli.console, mermaid_train.cli.console):
+    for console in (mermaid_data.cli.console, mermaid_train.output.console):
         monkeypatch.setattr(console, "_width", 200)  # wide tables: no wrapped cells to search in
     sid = e2e_run[0].result.snapshot_id
     cli = CliRunner()
@@ -317,11 +317,11 @@ def _fail_if_called(*args, **kwargs):
 )
 def test_bad_options_fail_before_any_work(kwargs, error, text, runner_lake: Lake, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import mermaid_train.split
-    import mermaid_train.trainer
+    import mermaid_train.model.spacer
+    import mermaid_train.split.assign
 
     monkeypatch.setattr(mermaid_train.split, "load_snapshot_rows", _fail_if_called)
-    monkeypatch.setattr(mermaid_train.trainer, "train", _fail_if_called)
+    monkeypatch.setattr(mermaid_train.model.spacer, "train", _fail_if_called)
     monkeypatch.setattr(Lake, "create_snapshot", _fail_if_called)
     kwargs = dict(kwargs)
     kwargs.setdefault("mlflow_options", MLflowOptions(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
@@ -333,9 +333,9 @@ def test_bad_options_fail_before_any_work(kwargs, error, text, runner_lake: Lake
 
 def test_unreachable_tracking_server_fails_fast(runner_lake: Lake, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import mermaid_train.trainer
+    import mermaid_train.model.spacer
 
-    monkeypatch.setattr(mermaid_train.trainer, "train", _fail_if_called)
+    monkeypatch.setattr(mermaid_train.model.spacer, "train", _fail_if_called)
     before = set(published_ids(runner_lake))
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -373,3 +373,119 @@ def test_annotations_to_log_must_exist_in_the_snapshot(runner_lake: Lake, e2e_ru
 
 def test_errors_are_mermaid_errors() -> None:
     assert issubclass(TrainConfigError, MermaidDataError) and issubclass(TrackingError, MermaidDataError)
+
+
+# --------------------------------------------------------------------------------------------------
+# recipes: presets, subsample, balance; everything logged
+# --------------------------------------------------------------------------------------------------
+
+
+def test_upstream_recipe_is_logged(runner_lake: Lake, e2e_run, mlflow_server: MLflowServer) -> None:
+    """Bug pinned: a recipe option (or its effect) missing from MLflow: every option is part of the run."""
+    from mlflow import MlflowClient
+
+    sid = e2e_run[0].result.snapshot_id
+    runner = MLflowTrainingRunner(
+        training_options=TrainingOptions(preset="upstream", epochs=4, hidden_layer_sizes=(48, 24), blas_threads=1,
+                                         logit_adjustment="auto", subsample="balanced:400:3"),
+        mlflow_options=MLflowOptions(experiment_name="recipes", model_name="up", tracking_uri=mlflow_server.uri),
+        snapshot_id=sid, lake=str(runner_lake.uri))
+    runner.run()
+    result = runner.result
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    run = client.get_run(result.run_id)
+    params = run.data.params
+    assert params["training.preset"] == "upstream" and params["training.hidden_layer_sizes"] == "48,24"
+    assert params["training.class_weighting"] == "effective_number" and params["training.weight_ratio_cap"] == "50.0"
+    assert params["training.early_stopping_patience"] == "3" and params["training.logit_adjustment"] == "auto"
+    assert params["training.subsample"] == "balanced:400:3" and params["training.learning_rate"] == "0.0001"
+    assert params["recipe_id"] == result.recipe_id == run.data.tags["mermaid.recipe_id"]
+    assert result.recipe_id == TrainingOptions(preset="upstream", epochs=4, hidden_layer_sizes=(48, 24), blas_threads=1,
+                                               logit_adjustment="auto", subsample="balanced:400:3"
+                                               ).recipe().recipe_id(sid)
+    metrics = run.data.metrics
+    for key in ("mcc", "log_loss", "error_same_root_share", "error_other_root_share", "best_epoch", "epochs_run",
+                "logit_adjustment_tau", "model_ref_accuracy", "model_ref_balanced_accuracy", "ref_accuracy_tau0",
+                "train_gflops", "blas_threads"):
+        assert key in metrics, key
+    assert -1 <= metrics["mcc"] <= 1 and metrics["log_loss"] > 0
+    epochs = int(metrics["epochs_run"])
+    for key in ("train_loss", "ref_loss", "ref_accuracy", "ref_balanced_accuracy", "epoch_seconds"):
+        assert len(client.get_metric_history(result.run_id, key)) == epochs, key
+    listed = _artifacts(client, result.run_id)
+    assert {"subsample_counts.csv", "class_weights.csv", "logit_adjustment.csv", "metrics/root_confusion.csv"} <= listed
+    counts = pl.read_csv(client.download_artifacts(result.run_id, "subsample_counts.csv"))
+    assert counts.columns == ["class_key", "before", "quota", "kept", "dropped_below_min"]
+    assert int(counts["kept"].sum()) == result.counts["train"] <= 400 < result.counts["train_before_subsample"]
+    epochs_csv = pl.read_csv(client.download_artifacts(result.run_id, "metrics/epochs.csv"))
+    assert epochs_csv["best"].to_list().index(True) == int(metrics["best_epoch"])
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mermaid_train.model.spacer
+
+    monkeypatch.setattr(mermaid_train.model.spacer, "train", _fail_if_called)
+    monkeypatch.setattr(Lake, "create_snapshot", _fail_if_called)
+    monkeypatch.setattr(mermaid_train.split, "load_snapshot_rows", _fail_if_called)
+
+
+def test_cli_runs_dir_that_is_a_file_fails_before_training(runner_lake: Lake, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug pinned: `--runs-dir FILE` failing after training with a traceback (FileExistsError)."""
+    import mermaid_train.split
+
+    _no_training(monkeypatch)
+    target = tmp_path / "runs.txt"
+    target.write_text("not a folder")
+    out = CliRunner().invoke(app, ["run", "--snapshot", "snap-0", "--lake", str(runner_lake.uri), "--no-mlflow",
+                                   "--runs-dir", str(target)])
+    assert out.exit_code == 2, out.output
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(target) in lines[0] and "Fix:" in lines[0] and "--runs-dir" in lines[0]
+    assert "Traceback" not in out.output and target.read_text() == "not a folder"
+    assert mermaid_train.split  # the monkeypatched module
+
+
+@pytest.mark.parametrize("kind", ["missing", "not a classifier"])
+def test_cli_previous_model_that_is_not_there_fails_before_training(kind: str, runner_lake: Lake, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug pinned: `--previous-model missing.pkl` failing after training (inside pyspacer) with a traceback."""
+    import mermaid_train.split
+
+    _no_training(monkeypatch)
+    model = tmp_path / "missing.pkl"
+    if kind != "missing":
+        model.write_bytes(b"this is not a pickle")
+    out = CliRunner().invoke(app, ["run", "--snapshot", "snap-0", "--lake", str(runner_lake.uri), "--no-mlflow",
+                                   "--runs-dir", str(tmp_path / "runs"), "--previous-model", str(model)])
+    assert out.exit_code == 2, out.output
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(model) in lines[0] and "Fix:" in lines[0] and "--previous-model" in lines[0]
+    assert ("not found" if kind == "missing" else "cannot be loaded") in lines[0]
+    assert "Traceback" not in out.output and not (tmp_path / "runs").exists()
+    assert mermaid_train.split
+
+
+def test_cli_recipe_flags(runner_lake: Lake, e2e_run, tmp_path: Path) -> None:
+    """Bug pinned: a `run` flag not reaching the recipe (each becomes a logged training.* option)."""
+    sid = e2e_run[0].result.snapshot_id
+    out = CliRunner().invoke(app, [
+        "run", "--snapshot", sid, "--lake", str(runner_lake.uri), "--no-mlflow", "--runs-dir", str(tmp_path / "r"),
+        "--preset", "upstream", "--epochs", "2", "--hidden-layer-sizes", "32,16", "--learning-rate", "0.001",
+        "--batch-size", "128", "--alpha", "0.001", "--early-stopping-patience", "1", "--early-stopping-metric",
+        "ref_balanced_accuracy", "--class-weighting", "effective_number", "--weighting-beta", "0.999",
+        "--weight-ratio-cap", "20", "--logit-adjustment", "0.5", "--logit-adjustment-max-accuracy-loss", "0.01",
+        "--subsample", "stratified:500", "--pack-dtype", "float16", "--blas-threads", "1", "--fetch-workers", "7"])
+    assert out.exit_code == 0, out.output
+    summary = yaml.safe_load(next((tmp_path / "r").glob("*/train_summary.yaml")).read_text())
+    options = summary["options"]
+    assert (options["training.hidden_layer_sizes"], options["training.learning_rate"], options["training.batch_size"],
+            options["training.alpha"]) == ("32,16", 0.001, 128, 0.001)
+    assert (options["training.early_stopping_patience"], options["training.early_stopping_metric"]) == (
+        1, "ref_balanced_accuracy")
+    assert (options["training.weighting_beta"], options["training.weight_ratio_cap"]) == (0.999, 20.0)
+    assert (options["training.logit_adjustment"], options["training.logit_adjustment_max_accuracy_loss"]) == (0.5, 0.01)
+    assert (options["training.subsample"], options["training.pack_dtype"], options["training.blas_threads"]) == (
+        "stratified:500:0", "float16", 1)
+    assert summary["features"]["dtype"] == "float16" and summary["training"]["logit_adjustment_tau"] == 0.5
+    assert summary["split"]["subsample"]["kept"] == 500

@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 from mermaid_data.cli_base import make_app, user_errors
-from rich.console import Console
-from rich.table import Table
 
 app = make_app("mermaid-train", help=__doc__)  # the one-line error boundary, --debug, --version, -h
-console = Console()
 
 
 @app.command()
@@ -19,12 +16,28 @@ console = Console()
 def run(
     snapshot: Annotated[str, typer.Option("--snapshot", help="Snapshot ID (or a unique prefix) to train from")],
     lake: Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs")] = 10,
+    preset: Annotated[str, typer.Option(help="pyspacer (its 2023 recipe) | upstream (its current one); flags below override it")] = "pyspacer",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (the most, with early stopping); default: the preset's")] = None,
     ref_val: Annotated[tuple[float, float], typer.Option("--ref-val", help="Ref and val shares, e.g. 0.1 0.1")] = (0.1, 0.1),
     split: Annotated[str, typer.Option(help="images (no image in two sets) | points (pyspacer's stratified)")] = "images",
     seed: Annotated[int, typer.Option(help="Seed of the split and the trainer")] = 0,
     clf_type: Annotated[str, typer.Option("--clf-type", help="MLP | LR")] = "MLP",
     trainer: Annotated[str, typer.Option(help="packed (ours) | minibatch (pyspacer's stock trainer)")] = "packed",
+    hidden_layer_sizes: Annotated[str | None, typer.Option("--hidden-layer-sizes", help="MLP widths, e.g. 500,300,100")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="Adam's learning rate")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Points per optimizer step (MLP); rows per partial_fit (LR, stock)")] = None,
+    alpha: Annotated[float | None, typer.Option(help="L2 penalty")] = None,
+    early_stopping_patience: Annotated[int | None, typer.Option("--early-stopping-patience", help="Stop after N epochs without improvement on ref (0 = off)")] = None,
+    early_stopping_metric: Annotated[str | None, typer.Option("--early-stopping-metric", help="ref_loss | ref_balanced_accuracy")] = None,
+    class_weighting: Annotated[str | None, typer.Option("--class-weighting", help="effective_number | none")] = None,
+    weighting_beta: Annotated[float | None, typer.Option("--weighting-beta", help="Effective-number beta (0.9999)")] = None,
+    weight_ratio_cap: Annotated[float | None, typer.Option("--weight-ratio-cap", help="Largest / smallest class weight (0 = no cap)")] = None,
+    logit_adjustment: Annotated[str | None, typer.Option("--logit-adjustment", help="auto (tau chosen on ref) | a tau | none")] = None,
+    logit_adjustment_max_accuracy_loss: Annotated[float | None, typer.Option("--logit-adjustment-max-accuracy-loss", help="Ref accuracy 'auto' may give up (0.03)")] = None,
+    subsample: Annotated[str | None, typer.Option(help="Train subsample: stratified|balanced:TOTAL[:MIN_PER_CLASS]")] = None,
+    pack_dtype: Annotated[str | None, typer.Option("--pack-dtype", help="float32 | float16 (half the disk and I/O)")] = None,
+    blas_threads: Annotated[int | None, typer.Option("--blas-threads", help="BLAS threads (default: chosen by a short measurement)")] = None,
+    fetch_workers: Annotated[int | None, typer.Option("--fetch-workers", help="Parallel feature downloads (MERMAID_FEATURE_FETCH_WORKERS, 50)")] = None,
     previous_model: Annotated[list[str] | None, typer.Option("--previous-model", help="An earlier classifier file (path or s3://) to score on the new val set")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow (MLFLOW_TRACKING_URI, default ./mlflow.db) or only write ./runs/<name>")] = True,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: MERMAID_EXPERIMENT_NAME)")] = None,
@@ -38,12 +51,20 @@ def run(
 
     from mermaid_train.errors import TrainConfigError
     from mermaid_train.options import DatasetOptions, MLflowOptions, TrainingOptions
+    from mermaid_train.output import print_result
     from mermaid_train.runner import MLflowTrainingRunner, TrainingRunner
 
     data = DatasetOptions(ref_val_ratios=tuple(ref_val), missing_features_allowed=missing_features_allowed, lake=lake)
-    training = TrainingOptions(epochs=epochs, seed=seed, split=split, clf_type=clf_type, trainer=trainer,
-                               previous_model_locs=tuple(previous_model or ()))
-    common = {"snapshot_id": snapshot, "lake": lake, "progress": default_progress(), "runs_dir": runs_dir}
+    training = TrainingOptions(
+        epochs=epochs, seed=seed, split=split, clf_type=clf_type, trainer=trainer, batch_size=batch_size,
+        previous_model_locs=tuple(previous_model or ()), preset=preset, hidden_layer_sizes=hidden_layer_sizes,
+        learning_rate=learning_rate, alpha=alpha, early_stopping_patience=early_stopping_patience,
+        early_stopping_metric=early_stopping_metric, class_weighting=class_weighting, weighting_beta=weighting_beta,
+        weight_ratio_cap=weight_ratio_cap, logit_adjustment=logit_adjustment,
+        logit_adjustment_max_accuracy_loss=logit_adjustment_max_accuracy_loss, subsample=subsample,
+        pack_dtype=pack_dtype, blas_threads=blas_threads)
+    common = {"snapshot_id": snapshot, "lake": lake, "progress": default_progress(), "runs_dir": runs_dir,
+              "fetch_workers": fetch_workers}
     if mlflow:
         runner = MLflowTrainingRunner(data, training, MLflowOptions(
             experiment_name=experiment, model_name=model_name, annotations_to_log=annotations_to_log), **common)
@@ -56,48 +77,6 @@ def run(
     print_result(runner.result)
 
 
-def print_result(result) -> None:
-    """Headline metrics and where everything is."""
-    h = result.headline
-    table = Table(title=f"{result.run_name}: snapshot {result.snapshot_id}")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    rows = [
-        ("annotations train / ref / val", " / ".join(f"{result.counts[k]:,}" for k in ("train", "ref", "val"))),
-        ("classes (dropped as too rare)", f"{len(result.classes)} ({len(result.dropped_classes)})"),
-        ("accuracy", f"{h['accuracy']:.4f}"),
-        ("balanced accuracy", f"{h['balanced_accuracy']:.4f}"),
-        ("macro precision / recall / F1", f"{h['macro_precision']:.4f} / {h['macro_recall']:.4f} / {h['macro_f1']:.4f}"),
-    ]
-    tops = [f"top-{k} {h[f'top_{k}_accuracy']:.4f}" for k in (3, 5) if f"top_{k}_accuracy" in h]
-    if tops:
-        rows.append(("top-k accuracy", ", ".join(tops)))
-    if "ece" in h:
-        rows.append(("expected calibration error", f"{h['ece']:.4f}"))
-    rows.append(("cover error: mean |bias| / RMSE (pp)", f"{h['cover_mean_abs_bias_pp']:.2f} / {h['cover_rmse_pp']:.2f}"))
-    if "source_accuracy_min" in h:
-        rows.append(("per-source accuracy min / median / max",
-                     f"{h['source_accuracy_min']:.3f} / {h['source_accuracy_median']:.3f} / {h['source_accuracy_max']:.3f}"))
-    rows.append(("ref accuracy by epoch", " ".join(f"{a:.3f}" for a in result.ref_accs)))
-    for i, acc in enumerate(result.previous_accuracies):
-        rows.append((f"previous model {i + 1} accuracy", f"{acc:.4f}"))
-    if result.passes_coralnet_rule is not None:
-        rows.append(("passes CoralNet's 1.01x rule", "yes" if result.passes_coralnet_rule else "no"))
-    rows.append(("train time (s)", f"{h['train_runtime_s']:.1f} (whole run {result.runtime_s:.1f})"))
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
-    if result.run_id:
-        console.print(f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False, soft_wrap=True)
-        if result.run_url:
-            console.print(f"  {result.run_url}", highlight=False, soft_wrap=True)
-        console.print(f"model: {result.model_uri}; pyspacer classifier: {result.classifier_uri}", highlight=False,
-                      soft_wrap=True)
-        console.print(f"artifacts (metrics, plots, reports): {result.artifact_uri}", highlight=False, soft_wrap=True)
-    else:
-        console.print(f"run folder: {result.out_dir} (classifier: {result.model_path})", highlight=False, soft_wrap=True)
-
-
 @app.command()
 @user_errors
 def compare(
@@ -106,19 +85,10 @@ def compare(
     top: Annotated[int, typer.Option(help="Labels to show, largest F1 differences first")] = 20,
 ) -> None:
     """Runs side by side: snapshot IDs, options that differ, headline metrics, per-label F1 differences."""
-    from mermaid_data.cli import write_frame
-
     from mermaid_train.compare import compare_runs
+    from mermaid_train.output import print_comparison
 
-    result = compare_runs(runs, tracking_uri, top=top)
-    write_frame(result["overview"], "table", None)
-    if result["identical_params"]:
-        console.print(f"({result['identical_params']} other options are identical in every run)")
-    f1 = result["f1"]
-    if f1.height:
-        console.print("per-label F1, largest differences first:")
-        write_frame(f1.with_columns([f1[c].round(4) for c in f1.columns if c.startswith(("f1_", "delta"))]),
-                    "table", None)
+    print_comparison(compare_runs(runs, tracking_uri, top=top))
 
 
 @app.command()

@@ -16,13 +16,14 @@ import yaml
 from mermaid_train.errors import TrackingError
 
 HEADLINE = (
-    "accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall", "top_3_accuracy",
+    "accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall", "mcc", "log_loss",
+    "error_same_root_share", "top_3_accuracy",
     "top_5_accuracy", "ece", "cover_mean_abs_bias_pp", "cover_rmse_pp", "source_accuracy_min",
-    "source_accuracy_median", "source_accuracy_max", "final_ref_accuracy", "val_points", "val_classes",
-    "train_runtime_s",
+    "source_accuracy_median", "source_accuracy_max", "final_ref_accuracy", "best_epoch", "epochs_run",
+    "logit_adjustment_tau", "val_points", "val_classes", "train_runtime_s", "train_gflops",
 )
 ALWAYS_SHOWN = ("snapshot_id", "training.epochs", "training.trainer", "training.clf_type", "training.split",
-                "training.seed", "dataset.ref_val_ratios")
+                "training.seed", "training.preset", "dataset.ref_val_ratios")
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _mlflow(run_id: str, tracking_uri: str | None) -> RunView:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from mermaid_train.mlflow_log import check_tracking, resolve_tracking_uri
+    from mermaid_train.tracking.mlflow import check_tracking, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking(uri, "Default")

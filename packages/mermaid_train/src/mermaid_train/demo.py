@@ -229,10 +229,10 @@ def _seed_snapshots(lake: Lake, folder: Path, recipe: Recipe):
 
 def _train(workdir: Path, lake: Lake, snapshot_id: str, *, epochs: int, progress: Progress):
     """Train from the snapshot ID, tracked in MLflow (MLFLOW_TRACKING_URI, else workdir/mlflow.db)."""
-    from mermaid_train.cli import print_result
-    from mermaid_train.mlflow_log import default_tracking_uri
     from mermaid_train.options import MLflowOptions, TrainingOptions
+    from mermaid_train.output import print_result
     from mermaid_train.runner import MLflowTrainingRunner
+    from mermaid_train.tracking.mlflow import default_tracking_uri
 
     runner = MLflowTrainingRunner(
         training_options=TrainingOptions(epochs=epochs),

@@ -7,9 +7,10 @@ runner can check everything before any heavy work.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,9 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mermaid_train.errors import TrainConfigError
+from mermaid_train.features.cache import DEFAULT_FETCH_WORKERS
+from mermaid_train.recipe import Preset, Recipe, preset, with_overrides
+from mermaid_train.split.subsample import Subsample
 
 DEFAULT_EXPERIMENT = "mermaid-classifier"
 DEFAULT_MODEL_NAME = "mermaid-classifier"
@@ -31,6 +35,9 @@ TIMESTAMP_LEN = len("-20250101-120000")
 SPLITS = ("images", "points")
 CLF_TYPES = ("MLP", "LR")
 TRAINERS = ("packed", "minibatch")
+STOP_METRICS = ("ref_loss", "ref_balanced_accuracy")
+WEIGHTINGS = ("effective_number", "none")
+PACK_DTYPES = ("float32", "float16")
 
 
 class TrainSettings(BaseSettings):
@@ -46,6 +53,7 @@ class TrainSettings(BaseSettings):
     runs_dir: str = Field(default="./runs", validation_alias="MERMAID_RUNS_DIR")
     cache_dir: str = Field(default="~/.cache/mermaid-train", validation_alias="MERMAID_TRAIN_CACHE_DIR")
     tracking_timeout_s: float = Field(default=3.0, validation_alias="MERMAID_TRACKING_TIMEOUT_S")
+    fetch_workers: int = Field(default=DEFAULT_FETCH_WORKERS, ge=1, validation_alias="MERMAID_FEATURE_FETCH_WORKERS")
 
 
 def get_train_settings() -> TrainSettings:
@@ -107,32 +115,167 @@ class DatasetOptions:
 
 @dataclass
 class TrainingOptions:
-    """How to train: epochs (seed) plus split mode, seed, classifier and trainer (additions)."""
+    """How to train: a named preset plus any field that overrides it (module ``mermaid_train.recipe``).
 
-    epochs: int = 10
+    ``epochs`` is the seed's; every other field is an addition. A field left as ``None`` takes the
+    preset's value. To switch off something the preset turns on: ``class_weighting='none'``,
+    ``early_stopping_patience=0``, ``logit_adjustment='none'``, ``weight_ratio_cap=0``.
+    """
+
+    epochs: int | None = None  # pyspacer preset: 10; upstream: up to 40
     seed: int = 0
     split: Literal["images", "points"] = "images"
     clf_type: Literal["MLP", "LR"] = "MLP"
     trainer: Literal["packed", "minibatch"] = "packed"
-    batch_size: int | None = None
+    batch_size: int | None = None  # MLP: points per optimizer step; LR / stock trainer: rows per partial_fit
     previous_model_locs: tuple[str, ...] = ()
+    preset: str = "pyspacer"  # 'pyspacer' | 'upstream'
+    hidden_layer_sizes: tuple[int, ...] | None = None
+    learning_rate: float | None = None
+    alpha: float | None = None  # L2 penalty (sklearn's alpha)
+    early_stopping_patience: int | None = None  # epochs without improvement on ref; 0 = off
+    early_stopping_metric: Literal["ref_loss", "ref_balanced_accuracy"] | None = None
+    class_weighting: Literal["effective_number", "none"] | None = None
+    weighting_beta: float | None = None
+    weight_ratio_cap: float | None = None  # max / min class weight; 0 = no cap
+    logit_adjustment: str | float | None = None  # 'auto' (tau chosen on ref), a tau >= 0, or 'none'
+    logit_adjustment_max_accuracy_loss: float | None = None  # ref accuracy 'auto' may give up (0.03)
+    subsample: Subsample | str | None = None  # Subsample(...) or 'balanced:N[:M]'
+    pack_dtype: Literal["float32", "float16"] | None = None
+    blas_threads: int | None = None  # None: choose at the start of training
 
     def validate(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise TrainConfigError(f"epochs {self.epochs!r} must be a positive integer", fix="pass e.g. epochs=10")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise TrainConfigError(f"seed {self.seed!r} must be a non-negative integer", fix="pass e.g. seed=0")
-        for name, value, allowed in (("split", self.split, SPLITS), ("clf_type", self.clf_type, CLF_TYPES),
-                                     ("trainer", self.trainer, TRAINERS)):
-            if value not in allowed:
-                raise TrainConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}",
-                                       fix=f"pass {name}= one of {', '.join(allowed)}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise TrainConfigError(f"batch_size {self.batch_size!r} must be a positive integer",
-                                   fix="leave it out (default) or pass e.g. 5000")
+        self.recipe()
         if isinstance(self.previous_model_locs, str):
             self.previous_model_locs = (self.previous_model_locs,)
         self.previous_model_locs = tuple(str(p) for p in self.previous_model_locs)
+
+    def recipe(self) -> Recipe:
+        """The preset with these options applied, every value checked (``TrainConfigError`` otherwise)."""
+        if self.preset not in tuple(Preset):
+            raise TrainConfigError(f"preset {self.preset!r} is not one of {', '.join(p.value for p in Preset)}",
+                                   fix="pass preset='pyspacer' (pyspacer's recipe) or 'upstream' (its current one)")
+        _positive_int("epochs", self.epochs, "pass e.g. epochs=10")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise TrainConfigError(f"seed {self.seed!r} must be a non-negative integer", fix="pass e.g. seed=0")
+        for name, value, allowed in (("split", self.split, SPLITS), ("clf_type", self.clf_type, CLF_TYPES),
+                                     ("trainer", self.trainer, TRAINERS),
+                                     ("early_stopping_metric", self.early_stopping_metric, STOP_METRICS),
+                                     ("class_weighting", self.class_weighting, WEIGHTINGS),
+                                     ("pack_dtype", self.pack_dtype, PACK_DTYPES)):
+            if value is not None and value not in allowed:
+                raise TrainConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}",
+                                       fix=f"pass {name}= one of {', '.join(allowed)}")
+        _positive_int("batch_size", self.batch_size, "leave it out (the preset's) or pass e.g. 512")
+        _positive_int("blas_threads", self.blas_threads, "leave it out (chosen by a short measurement) or pass 1 or 2")
+        hidden = _hidden_layer_sizes(self.hidden_layer_sizes)
+        _positive_number("learning_rate", self.learning_rate, "pass e.g. learning_rate=1e-4")
+        _positive_number("alpha", self.alpha, "pass e.g. alpha=1e-4", zero_ok=True)
+        patience = self.early_stopping_patience
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
+            raise TrainConfigError(f"early_stopping_patience {patience!r} must be an integer >= 0 (0 = off)",
+                                   fix="pass e.g. early_stopping_patience=3")
+        beta = self.weighting_beta
+        if beta is not None and (isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1):
+            raise TrainConfigError(f"weighting_beta {beta!r} must be between 0 and 1 (exclusive)",
+                                   fix="pass e.g. weighting_beta=0.9999")
+        cap = self.weight_ratio_cap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                                or not (cap == 0 or cap >= 1)):
+            raise TrainConfigError(f"weight_ratio_cap {cap!r} must be >= 1 (or 0 for no cap)",
+                                   fix="pass e.g. weight_ratio_cap=50")
+        adjustment = _logit_adjustment(self.logit_adjustment)
+        loss = self.logit_adjustment_max_accuracy_loss
+        if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0 <= loss <= 1):
+            raise TrainConfigError(f"logit_adjustment_max_accuracy_loss {loss!r} must be between 0 and 1",
+                                   fix="pass e.g. 0.03 (three points of ref accuracy)")
+        subsample = self.subsample
+        if isinstance(subsample, str):
+            subsample = Subsample.parse(subsample)
+        elif subsample is not None:
+            if not isinstance(subsample, Subsample):
+                raise TrainConfigError(f"subsample {subsample!r} is not a Subsample",
+                                       fix="pass Subsample(strategy='balanced', total=N) or 'balanced:N'")
+            subsample.validate()
+        recipe = with_overrides(preset(self.preset), {
+            "epochs": self.epochs, "seed": self.seed, "split": self.split, "clf_type": self.clf_type,
+            "trainer": self.trainer, "hidden_layer_sizes": hidden, "learning_rate": self.learning_rate,
+            "alpha": self.alpha, "batch_size": self.batch_size, "early_stopping_metric": self.early_stopping_metric,
+            "weighting_beta": self.weighting_beta, "logit_adjustment_max_accuracy_loss": loss,
+            "subsample": subsample, "pack_dtype": self.pack_dtype, "blas_threads": self.blas_threads,
+        })
+        changes: dict = {}
+        if patience is not None:
+            changes["early_stopping_patience"] = patience or None
+        if self.class_weighting is not None:
+            changes["class_weighting"] = None if self.class_weighting == "none" else self.class_weighting
+        if cap is not None:
+            changes["weight_ratio_cap"] = float(cap) or None
+        if self.logit_adjustment is not None:
+            changes["logit_adjustment"] = adjustment
+        recipe = replace(recipe, **changes)
+        if recipe.trainer == "minibatch":
+            _stock_compatible(recipe)
+        return recipe
+
+
+def _hidden_layer_sizes(value) -> tuple[int, ...] | None:
+    """A tuple of positive widths from a tuple, a list, an int or ``"500,300,100"``."""
+    if value is None:
+        return None
+    sizes = value
+    if isinstance(sizes, str) and re.fullmatch(r"\s*[0-9]+(\s*,\s*[0-9]+)*\s*,?\s*", sizes):
+        sizes = tuple(int(v) for v in sizes.split(",") if v.strip())
+    elif isinstance(sizes, int) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    if (not isinstance(sizes, (tuple, list)) or not sizes
+            or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in sizes)):
+        raise TrainConfigError(f"hidden_layer_sizes {value!r} must be one or more positive integers",
+                               fix="pass e.g. hidden_layer_sizes=(500, 300, 100) or --hidden-layer-sizes 500,300,100")
+    return tuple(sizes)
+
+
+def _positive_int(name: str, value, fix: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TrainConfigError(f"{name} {value!r} must be a positive integer", fix=fix)
+
+
+def _positive_number(name: str, value, fix: str, *, zero_ok: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not zero_ok):
+        raise TrainConfigError(f"{name} {value!r} must be a {'non-negative' if zero_ok else 'positive'} number",
+                               fix=fix)
+
+
+def _logit_adjustment(value) -> str | float | None:
+    if value is None or value == "none":
+        return None
+    if value == "auto":
+        return "auto"
+    try:
+        tau = float(value)
+    except (TypeError, ValueError):
+        tau = float("nan")
+    if isinstance(value, bool) or not math.isfinite(tau) or tau < 0:
+        raise TrainConfigError(f"logit_adjustment {value!r} is not 'auto', 'none' or a tau >= 0",
+                               fix="pass logit_adjustment='auto' (tau chosen on the ref set) or e.g. 1.0")
+    return tau
+
+
+def _stock_compatible(recipe: Recipe) -> None:
+    """pyspacer's stock trainer runs its own recipe: refuse what it cannot do."""
+    stock = preset(Preset.PYSPACER)
+    differs = [name for name in ("hidden_layer_sizes", "learning_rate", "alpha", "early_stopping_patience",
+                                 "class_weighting", "logit_adjustment", "blas_threads")
+               if getattr(recipe, name) != getattr(stock, name)]
+    if recipe.preset != Preset.PYSPACER:
+        differs.insert(0, f"preset={recipe.preset}")
+    if differs:
+        raise TrainConfigError(
+            f"trainer='minibatch' (pyspacer's stock trainer) runs pyspacer's own recipe; it cannot apply "
+            f"{', '.join(differs)}", fix="use trainer='packed' (the default) for other recipes")
 
 
 @dataclass(frozen=True)
@@ -223,13 +366,20 @@ class MLflowOptions:
 
 
 def flat_params(
-    dataset: DatasetOptions, training: TrainingOptions, mlflow_options: MLflowOptions | None = None
+    dataset: DatasetOptions, recipe: Recipe, mlflow_options: MLflowOptions | None = None,
+    previous_model_locs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Every option as ``section.name -> value`` (MLflow params; the run's train_summary.yaml)."""
+    """Every option as ``section.name -> value`` (MLflow params; the run's train_summary.yaml).
+
+    The training section is the resolved recipe (the preset with the options applied), so every value
+    the run trained with is there, defaults included.
+    """
     out: dict[str, Any] = {}
-    sections: list[tuple[str, Any]] = [("dataset", dataset), ("training", training)]
+    sections: list[tuple[str, Any]] = [("dataset", dataset)]
     if mlflow_options is not None:
         sections.append(("mlflow", mlflow_options))
+    out.update(recipe.params())
+    out["training.previous_model_locs"] = ",".join(previous_model_locs)
     for prefix, obj in sections:
         for key, value in asdict(obj).items():
             if isinstance(value, (tuple, list)):
@@ -242,6 +392,7 @@ __all__ = [
     "AnnotationsSelection",
     "DatasetOptions",
     "MLflowOptions",
+    "Subsample",
     "TrainSettings",
     "TrainingOptions",
     "flat_params",

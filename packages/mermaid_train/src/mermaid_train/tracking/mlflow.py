@@ -2,12 +2,11 @@
 
 Layout of a logged run (see docs/training.md):
 
-- params: every option (``dataset.*``, ``training.*``, ``mlflow.*``) plus ``snapshot_id``;
-- metrics: the headline val metrics at step 0; ``ref_accuracy`` and ``epoch_seconds`` per epoch (step =
-  epoch);
-- artifacts: the run folder (``classifier.pkl``, ``valresult.json``, ``train_summary.yaml``,
-  ``annotations_val.csv``, the ``annotations_to_log`` selection, ``split.parquet``,
-  ``profiled_sections.csv``, ``metrics/`` CSVs and PNGs, ``snapshot/`` reports and manifest);
+- params: every option (``dataset.*``, ``training.*`` = the resolved recipe, ``mlflow.*``) plus
+  ``snapshot_id`` and ``recipe_id`` (the run's identity: the snapshot and every training option);
+- metrics: the headline val metrics at step 0; per epoch (step = epoch) ``train_loss``, ``ref_loss``,
+  ``ref_accuracy``, ``ref_balanced_accuracy``, ``epoch_seconds``;
+- artifacts: the run folder (``mermaid_train.runfolder``);
 - the model: sklearn flavor (skops format, explicit pip requirements) under ``model``, registered under
   the timestamped model name;
 - the snapshot as a dataset input (name = snapshot ID, digest = its ``content_sha256``), context training.
@@ -31,7 +30,7 @@ from mermaid_data.progress import Progress, SilentProgress
 from mermaid_train.errors import TrackingError
 
 if TYPE_CHECKING:
-    from mermaid_train.runner import RunResult
+    from mermaid_train.results import RunResult
 
 #: Types inside a calibrated pyspacer classifier that skops does not trust by default (checked at log time).
 SKOPS_TRUSTED_TYPES = (
@@ -229,8 +228,8 @@ def log_run(
     model_name: str,
     register: bool = True,
     progress: Progress | None = None,
-) -> None:
-    """Log a finished run (see the module docstring); fills ``result``'s MLflow fields."""
+) -> dict[str, str | None]:
+    """Log a finished run (see the module docstring); returns ``RunResult``'s MLflow fields."""
     progress = progress or SilentProgress()
     # no `uv export` of this workspace into the model (slow; the pip requirements are explicit), and no
     # "cannot resolve pip's version" warning (the venv has no pip; the model does not need it)
@@ -241,19 +240,19 @@ def log_run(
         with progress.task(f"log to MLflow ({tracking_uri})"), tracking(tracking_uri), \
                 _env(MLFLOW_UV_AUTO_DETECT="false", MLFLOW_LOG_UV_FILES="false",
                      MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true"):
-            _log(result, tracking_uri, experiment, model_name, register)
+            return _log(result, tracking_uri, experiment, model_name, register)
     finally:
         env_logger.setLevel(level)
 
 
-def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool) -> None:
+def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool) -> dict[str, str | None]:
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
     from mlflow.models import infer_signature
-    from spacer.data_classes import DataLocation
-    from spacer.storage import load_classifier
+
+    from mermaid_train.model.export import load_classifier
 
     client = MlflowClient(tracking_uri=uri)
     exp_id = experiment_id(uri, experiment)
@@ -261,6 +260,8 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         "mermaid.snapshot_id": result.snapshot_id,
         "mermaid.lake": result.lake,
         "mermaid.trainer": str(result.params.get("training.trainer", "")),
+        "mermaid.preset": result.recipe.preset,
+        "mermaid.recipe_id": result.recipe_id,
         "mermaid.model_name": model_name,
         "mlflow.note.content": _note(result),
     }
@@ -271,7 +272,7 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         params = {**{k: _param(v) for k, v in result.params.items()}, "snapshot_id": result.snapshot_id,
                   "snapshot_content_sha256": result.manifest.get("content_sha256", ""),
                   "snapshot_rows": str(result.manifest.get("row_count", "")), "lake": result.lake,
-                  "model_name": model_name}
+                  "model_name": model_name, "recipe_id": result.recipe_id}
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             client.log_batch(run_id, params=items[i:i + 100])
@@ -283,10 +284,13 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         metrics.append(Metric("dropped_classes", float(len(result.dropped_classes)), now, 0))
         if result.passes_coralnet_rule is not None:
             metrics.append(Metric("passes_coralnet_rule", float(result.passes_coralnet_rule), now, 0))
-        for epoch, acc in enumerate(result.ref_accs):
-            metrics.append(Metric("ref_accuracy", float(acc), now, epoch))
-        for epoch, secs in enumerate(result.epoch_seconds):
-            metrics.append(Metric("epoch_seconds", float(secs), now, epoch))
+        for record in result.epochs:
+            for key, value in (("train_loss", record.train_loss), ("ref_loss", record.ref_loss),
+                               ("ref_accuracy", record.ref_accuracy),
+                               ("ref_balanced_accuracy", record.ref_balanced_accuracy),
+                               ("epoch_seconds", record.seconds)):
+                if not math.isnan(value):
+                    metrics.append(Metric(key, float(value), now, record.epoch))
         for section in result.sections.iter_rows(named=True):
             metrics.append(Metric(f"section_{section['section']}_seconds", float(section["seconds"]), now, 0))
             metrics.append(Metric(f"section_{section['section']}_peak_rss_mb", float(section["peak_rss_mb"]), now, 0))
@@ -297,7 +301,7 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
             mlflow.log_input(snapshot_dataset(result), context="training",
                              tags={"rows": str(result.manifest.get("row_count", ""))})
             mlflow.log_artifacts(str(result.out_dir))
-            model = load_classifier(DataLocation("filesystem", str(result.files["classifier.pkl"])))
+            model = load_classifier(str(result.files["classifier.pkl"]))
             signature = None
             if result.example_x is not None and len(result.example_x):
                 signature = infer_signature(result.example_x, model.predict(result.example_x))
@@ -312,21 +316,22 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
                 await_registration_for=60,
                 tags={"snapshot_id": result.snapshot_id},
             )
-            result.classifier_uri = mlflow.get_artifact_uri("classifier.pkl")
-            result.artifact_uri = mlflow.get_artifact_uri()
-        result.model_uri = info.model_uri
+            logged = {"classifier_uri": mlflow.get_artifact_uri("classifier.pkl"),
+                      "artifact_uri": mlflow.get_artifact_uri(), "model_uri": info.model_uri}
         if register:
             version = str(info.registered_model_version)
-            result.registered_model, result.registered_version = model_name, version
             client.set_model_version_tag(model_name, version, "snapshot_id", result.snapshot_id)
+            client.set_model_version_tag(model_name, version, "recipe_id", result.recipe_id)
             client.set_model_version_tag(model_name, version, "accuracy", f"{result.headline['accuracy']:.4f}")
-            result.model_uri = f"models:/{model_name}/{version}"
+            logged.update(registered_model=model_name, registered_version=version,
+                          model_uri=f"models:/{model_name}/{version}")
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
-    result.tracking_uri, result.experiment_id, result.run_id = uri, exp_id, run_id
+    logged.update(tracking_uri=uri, experiment_id=exp_id, run_id=run_id)
     if uri.startswith(("http://", "https://")):
-        result.run_url = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+        logged["run_url"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    return logged
 
 
 def _now_ms() -> int:

@@ -34,6 +34,7 @@ from mermaid_data import storage
 from mermaid_data.lake import Lake
 from mermaid_data.snapshot.build import ROWS_FILE, read_manifest, snapshot_uri
 from mermaid_data.snapshot.lifecycle import resolve
+from mermaid_data.sqlfiles import load_sql
 
 from mermaid_train.errors import TrainConfigError, TrainDataError
 
@@ -154,11 +155,7 @@ def _image_split(rows: pl.DataFrame, ref: float, val: float, seed: int) -> pl.Se
     try:
         con.execute("SET enable_progress_bar = false")
         con.register("images", images.to_arrow())
-        hashed = pl.from_arrow(con.execute(
-            "SELECT site, source_id, image_id, "
-            "md5_number_upper(? || '|' || site || '|' || source_id || '|' || image_id) AS h FROM images",
-            [str(seed)],
-        ).to_arrow_table())
+        hashed = pl.from_arrow(con.execute(load_sql("train/split_images"), {"seed": str(seed)}).to_arrow_table())
     finally:
         con.close()
     # md5_number_upper = the digest's first 8 bytes as a little-endian uint64; its top 53 bits -> [0, 1)

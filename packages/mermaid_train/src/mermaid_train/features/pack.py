@@ -1,0 +1,313 @@
+"""Packed point features: one array per snapshot + split, read by memory map while training.
+
+``pack`` fetches the split's feature files into the cache, reads every needed file exactly once
+(threads: zlib releases the GIL), and writes the annotated points' vectors into
+``<work_dir>/packed/<snapshot_id>/<split_key>/``:
+
+================  ==================================================================================
+``X.f32``/``.f16`` ``[n, dim]`` float32 (or float16 with ``dtype="float16"``: half the disk and I/O), row-major
+``y.i32``         int32 ``[n]``, index into ``classes``
+``split.u8``      uint8 ``[n]``: 0 train, 1 ref, 2 val
+``rows.parquet``  the packed rows in the same order (split, class_key, annotation_id, image, source, ...)
+``done.json``     written last (the folder is built under a temporary name and renamed): complete
+================  ==================================================================================
+
+Rows are packed grouped by feature file (each image's vectors are one contiguous ``pwrite``, so packing
+never maps the whole array into memory). A second ``pack`` with the same key opens the folder without
+reading any feature file. ``gather`` reads rows back as float32 in ascending file order.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from mermaid_data.lake import Lake
+from mermaid_data.progress import Progress, SilentProgress
+
+from mermaid_train.errors import FeatureError, TrainConfigError, TrainDataError
+from mermaid_train.features.cache import FeatureCache
+from mermaid_train.features.npz import read_points
+from mermaid_train.split import SPLIT_CODES, SplitResult
+
+PACK_FORMAT = 2
+DONE_FILE = "done.json"
+PACK_DTYPES = {"float32": ("X.f32", np.float32), "float16": ("X.f16", np.float16)}
+ROW_COLUMNS = ("split", "class_key", "annotation_id", "image_id", "source_id", "site", "feature_uri", "row", "col",
+               "benthic_attribute_id", "growth_form_id", "benthic_attribute_name", "growth_form_name", "label_id")
+#: Bytes of packed features that may stay mapped (in RSS) while training; above it, pages are dropped.
+MAPPED_BUDGET = 2 << 30
+
+
+def feature_uris(lake: Lake, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` plus ``feature_uri`` = the source's ``root_uri`` + "/" + ``feature_key`` (null if unknown)."""
+    table = lake.read("sources", ["site", "source_id", "root_uri"])
+    if table is None:
+        sources = pl.DataFrame(schema={"site": pl.String, "source_id": pl.String, "root_uri": pl.String})
+    else:
+        sources = pl.from_arrow(table)
+    sources = sources.unique(["site", "source_id"], keep="last").rename({"root_uri": "__root_uri"})
+    joined = rows.drop("feature_uri", strict=False).join(
+        sources, on=["site", "source_id"], how="left", maintain_order="left")
+    return joined.with_columns(
+        (pl.col("__root_uri").str.strip_chars_end("/") + "/" + pl.col("feature_key").str.strip_chars_start("/"))
+        .alias("feature_uri")
+    ).drop("__root_uri")
+
+
+@dataclass(frozen=True)
+class PackedData:
+    """One snapshot+split's point features, packed (see the module docstring)."""
+
+    directory: Path
+    x: np.ndarray  # memmap [n, dim], float32 or float16
+    y: np.ndarray  # int32 [n], index into classes
+    split: np.ndarray  # uint8 [n]: 0 train, 1 ref, 2 val
+    classes: list[str]
+    rows: pl.DataFrame  # rows in packed order
+    info: dict = field(default_factory=dict)  # done.json: counts, dropped rows, fetch report, timings
+    reused: bool = False  # True when an earlier pack() built the folder
+
+    def indices(self, name: str) -> np.ndarray:
+        """Packed row indices of the ``train`` / ``ref`` / ``val`` set, ascending."""
+        if name not in SPLIT_CODES:
+            raise KeyError(f"no set {name!r}; use one of {', '.join(SPLIT_CODES)}")
+        return np.flatnonzero(self.split == SPLIT_CODES[name])
+
+    @property
+    def dim(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def dtype(self) -> str:
+        return str(np.dtype(self.x.dtype))
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+def gather(x: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``x[indices]`` as float32 (into ``out`` if given), reading the memmap in ascending row order.
+
+    Afterwards the mapped pages are dropped from the process's RSS when the array is bigger than
+    ``MAPPED_BUDGET`` (see ``release``).
+    """
+    n = len(indices)
+    if out is None:
+        out = np.empty((n, x.shape[1]), dtype=np.float32)
+    if n > 1 and np.any(indices[1:] < indices[:-1]):
+        order = np.argsort(indices, kind="stable")
+        out[order] = x[indices[order]]
+    else:
+        out[...] = x[indices]
+    release(x)
+    return out
+
+
+def release(x: np.ndarray) -> None:
+    """Drop the mapped feature pages from this process's RSS (the page cache keeps them).
+
+    Random row gathers from a memmap map whole fault-around windows (64 KiB per 5 KiB row), so an epoch
+    maps the entire file into the process's RSS. Up to ``MAPPED_BUDGET`` that is fine (and re-faulting
+    pages after every batch would cost ~15% of an epoch); above it, pages are dropped after each gather.
+    """
+    if x.nbytes > MAPPED_BUDGET:
+        advise(x, "MADV_DONTNEED")
+
+
+def advise(x: np.ndarray, advice: str) -> None:
+    """``madvise`` the memmap behind ``x`` (no-op for plain arrays or where the advice is unknown)."""
+    handle = getattr(x, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, advice):
+        try:
+            handle.madvise(getattr(mmap, advice))
+        except (OSError, ValueError):  # pragma: no cover - platform without the advice
+            pass
+
+
+def open_packed(directory: Path) -> PackedData:
+    """Open a complete packed folder (one with ``done.json``)."""
+    directory = Path(directory)
+    info = json.loads((directory / DONE_FILE).read_text(encoding="utf-8"))
+    n, dim = int(info["n"]), int(info["dim"])
+    name, dtype = PACK_DTYPES[info.get("dtype", "float32")]
+    x = np.memmap(directory / name, dtype=dtype, mode="r", shape=(n, dim)) if n else np.zeros((0, dim), dtype)
+    y = np.fromfile(directory / "y.i32", dtype=np.int32)
+    split = np.fromfile(directory / "split.u8", dtype=np.uint8)
+    rows = pl.read_parquet(directory / "rows.parquet")
+    if len(y) != n or len(split) != n or rows.height != n:
+        raise FeatureError(
+            f"packed arrays disagree ({n} rows in done.json, y {len(y)}, split {len(split)}, rows {rows.height})",
+            where=str(directory), fix="delete this folder; the next run packs it again")
+    return PackedData(directory, x, y, split, list(info["classes"]), rows, info, True)
+
+
+def pack(
+    split: SplitResult,
+    *,
+    snapshot_id: str,
+    split_key: str,
+    cache: FeatureCache,
+    lake: Lake,
+    work_dir: Path,
+    missing_allowed_pct: float,
+    dtype: str = "float32",
+    progress: Progress | None = None,
+    read_workers: int | None = None,
+) -> PackedData:
+    """Fetch and pack the split's point features once; a second call with the same key just opens them.
+
+    The folder is ``packed/<snapshot_id>/<split_key>`` (``-f16`` appended for float16).
+    """
+    if dtype not in PACK_DTYPES:
+        raise TrainConfigError(f"pack dtype {dtype!r} is not one of {', '.join(PACK_DTYPES)}",
+                               fix="pass pack_dtype='float32' (default) or 'float16'")
+    progress = progress or SilentProgress()
+    key = split_key if dtype == "float32" else f"{split_key}-f16"
+    directory = Path(work_dir) / "packed" / snapshot_id / key
+    if (directory / DONE_FILE).is_file():
+        packed = open_packed(directory)
+        if (packed.classes == list(split.classes) and packed.info.get("split_rows") == split.rows.height
+                and packed.info.get("format") == PACK_FORMAT):
+            return packed
+        shutil.rmtree(directory)  # a different split (or an older format) under the same key: rebuild
+    elif directory.exists():
+        shutil.rmtree(directory)  # never completed
+    started = time.perf_counter()
+
+    rows = feature_uris(lake, split.rows)
+    total = rows.height
+    uris = rows["feature_uri"].drop_nulls().unique(maintain_order=True).to_list()
+    report = cache.fetch(uris, progress=progress)
+    fetch_s = time.perf_counter() - started
+
+    bad = rows["feature_uri"].is_null() | rows["feature_uri"].is_in(report.missing)
+    n_bad = int(bad.sum())
+    if n_bad and n_bad * 100.0 / total > missing_allowed_pct:
+        listed = "; ".join(f"{u} ({report.errors.get(u, 'no feature key')})" for u in report.missing[:3]) or \
+            "rows without a feature key"
+        raise FeatureError(
+            f"{n_bad:,} of {total:,} annotations ({n_bad * 100.0 / total:.1f}%) have no fetchable feature file "
+            f"({len(report.missing):,} files), more than the {missing_allowed_pct:g}% allowed (e.g. {listed})",
+            where=str(cache.cache_dir),
+            fix="check the feature storage (AWS_ENDPOINT_URL / credentials, the network) and re-run (fetched "
+            "files are kept), or raise missing_features_allowed (MERMAID_MISSING_FEATURES_ALLOWED)",
+        )
+    if n_bad:
+        rows = rows.filter(~bad)
+    if rows.height == 0:
+        raise TrainDataError("no annotations left after dropping those without feature files",
+                             fix="check the feature storage and re-run")
+
+    # group rows by feature file (stable: the snapshot's order within an image)
+    rows = rows.with_columns((pl.col("feature_uri").rank("dense") - 1).cast(pl.Int64).alias("__img"))
+    rows = rows.sort("__img", maintain_order=True)
+    img = rows["__img"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
+    ends = np.r_[starts[1:], len(img)]
+    file_uris = rows["feature_uri"].gather(starts).to_list()
+    point_rows = rows["row"].to_numpy().astype(np.int64)
+    point_cols = rows["col"].to_numpy().astype(np.int64)
+    n = rows.height
+    file_name, np_dtype = PACK_DTYPES[dtype]
+    itemsize = np.dtype(np_dtype).itemsize
+
+    y = rows["class_key"].cast(pl.Enum(split.classes)).to_physical().to_numpy().astype(np.int32)
+    codes = rows["split"].replace_strict(SPLIT_CODES, return_dtype=pl.UInt8).to_numpy()
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        def points(i: int, dim: int | None = None) -> np.ndarray:
+            a, b = int(starts[i]), int(ends[i])
+            return read_points(cache.path_for(file_uris[i]), file_uris[i], point_rows[a:b], point_cols[a:b],
+                               dim=dim, dtype=np_dtype)
+
+        first = points(0)  # the first file gives the feature dimension (and fails early if corrupt)
+        dim = first.shape[1]
+        fd = os.open(tmp / file_name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, n * dim * itemsize)
+            os.pwrite(fd, first.tobytes(), int(starts[0]) * dim * itemsize)
+
+            def one(i: int) -> int:
+                os.pwrite(fd, points(i, dim).tobytes(), int(starts[i]) * dim * itemsize)
+                return int(ends[i] - starts[i])
+
+            workers = read_workers or min(4, (os.cpu_count() or 2) + 1)
+            with progress.task("pack point features", total=len(starts)) as task:
+                task.advance()
+                _run_all(one, range(1, len(starts)), workers, task)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        y.tofile(tmp / "y.i32")
+        codes.tofile(tmp / "split.u8")
+        rows.select([c for c in ROW_COLUMNS if c in rows.columns]).write_parquet(tmp / "rows.parquet")
+        info = {
+            "format": PACK_FORMAT,
+            "snapshot_id": snapshot_id,
+            "split_key": split_key,
+            "dtype": dtype,
+            "n": n,
+            "dim": int(dim),
+            "classes": list(split.classes),
+            "counts": {name: int((codes == code).sum()) for name, code in SPLIT_CODES.items()},
+            "images": len(starts),
+            "split_rows": split.rows.height,
+            "cache_dir": str(cache.cache_dir.resolve()),
+            "dropped_missing_features": n_bad,
+            "missing_feature_files": report.missing[:100],
+            "missing_feature_file_count": len(report.missing),
+            "fetch": {"requested": report.requested, "fetched": report.fetched, "cached": report.cached,
+                      "missing": len(report.missing), "workers": report.workers},
+            "fetch_seconds": round(fetch_s, 3),
+            "pack_seconds": round(time.perf_counter() - started, 3),
+        }
+        (tmp / DONE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        try:
+            os.rename(tmp, directory)
+        except OSError:
+            if not (directory / DONE_FILE).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another run packed the same key first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    packed = open_packed(directory)
+    return PackedData(packed.directory, packed.x, packed.y, packed.split, packed.classes, packed.rows,
+                      packed.info, False)
+
+
+def _run_all(fn: Callable[[int], int], items, workers: int, task) -> None:
+    """Run ``fn`` over ``items`` on threads (a bounded window); the first exception cancels the rest."""
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pack") as pool:
+        pending: set = set()
+        try:
+            while True:
+                for item in it:
+                    pending.add(pool.submit(fn, item))
+                    if len(pending) >= workers * 4:
+                        break
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()
+                    task.advance()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise

@@ -1,0 +1,95 @@
+"""Everything ``mermaid-train`` prints: a run's headline figures and where it is, and ``compare``'s tables."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def print_result(result) -> None:
+    """Headline metrics and where everything is."""
+    h = result.headline
+    table = Table(title=f"{result.run_name}: snapshot {result.snapshot_id}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("annotations train / ref / val", " / ".join(f"{result.counts[k]:,}" for k in ("train", "ref", "val"))),
+        ("classes (dropped as too rare)", f"{len(result.classes)} ({len(result.dropped_classes)})"),
+        ("accuracy", f"{h['accuracy']:.4f}"),
+        ("balanced accuracy", f"{h['balanced_accuracy']:.4f}"),
+        ("macro precision / recall / F1", f"{h['macro_precision']:.4f} / {h['macro_recall']:.4f} / {h['macro_f1']:.4f}"),
+    ]
+    tops = [f"top-{k} {h[f'top_{k}_accuracy']:.4f}" for k in (3, 5) if f"top_{k}_accuracy" in h]
+    if tops:
+        rows.append(("top-k accuracy", ", ".join(tops)))
+    if "ece" in h:
+        rows.append(("expected calibration error", f"{h['ece']:.4f}"))
+    rows.append(("cover error: mean |bias| / RMSE (pp)", f"{h['cover_mean_abs_bias_pp']:.2f} / {h['cover_rmse_pp']:.2f}"))
+    if "source_accuracy_min" in h:
+        rows.append(("per-source accuracy min / median / max",
+                     f"{h['source_accuracy_min']:.3f} / {h['source_accuracy_median']:.3f} / {h['source_accuracy_max']:.3f}"))
+    rows.append((f"recipe ({result.recipe_id})", _recipe_line(result.recipe)))
+    if "mcc" in h:
+        rows.append(("MCC / log loss", f"{h['mcc']:.4f} / {h.get('log_loss', float('nan')):.4f}"))
+    if "error_same_root_share" in h:
+        rows.append(("errors within the same root group", f"{h['error_same_root_share']:.1%} of {int(h['errors']):,}"))
+    rows.append(("ref accuracy by epoch", " ".join(f"{a:.3f}" for a in result.ref_accs)))
+    if len(result.epochs) and not math.isnan(result.epochs[0].ref_loss):
+        rows.append(("ref loss by epoch", " ".join(f"{e.ref_loss:.3f}" for e in result.epochs)))
+        stopped = " (stopped early)" if h.get("stopped_early") else ""
+        rows.append(("epoch kept", f"{result.best_epoch} of {len(result.epochs)}{stopped}"))
+    if result.logit_adjustment is not None or h.get("logit_adjustment_tau"):
+        tau = f"{h.get('logit_adjustment_tau', 0):g}"
+        ref = f"{h.get('model_ref_accuracy', math.nan):.4f} / {h.get('model_ref_balanced_accuracy', math.nan):.4f}"
+        rows.append(("logit adjustment tau (ref accuracy / balanced)", f"{tau} ({ref})"))
+    if result.subsample is not None:
+        rows.append(("train subsample (kept of before)",
+                     f"{int(result.subsample.counts['kept'].sum()):,} of {int(result.subsample.counts['before'].sum()):,}"))
+    for i, acc in enumerate(result.previous_accuracies):
+        rows.append((f"previous model {i + 1} accuracy", f"{acc:.4f}"))
+    if result.passes_coralnet_rule is not None:
+        rows.append(("passes CoralNet's 1.01x rule", "yes" if result.passes_coralnet_rule else "no"))
+    speed = f", {h['train_gflops']:.1f} GFLOP/s on {int(h['blas_threads'])} BLAS thread(s)" if "train_gflops" in h else ""
+    rows.append(("train time (s)", f"{h['train_runtime_s']:.1f} (whole run {result.runtime_s:.1f}{speed})"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if result.run_id:
+        console.print(f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False, soft_wrap=True)
+        if result.run_url:
+            console.print(f"  {result.run_url}", highlight=False, soft_wrap=True)
+        console.print(f"model: {result.model_uri}; pyspacer classifier: {result.classifier_uri}", highlight=False,
+                      soft_wrap=True)
+        console.print(f"artifacts (metrics, plots, reports): {result.artifact_uri}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"run folder: {result.out_dir} (classifier: {result.model_path})", highlight=False, soft_wrap=True)
+
+
+def _recipe_line(recipe) -> str:
+    net = ",".join(str(v) for v in recipe.hidden_layer_sizes or ()) or "-"
+    parts = [recipe.preset, f"{recipe.clf_type} ({net})" if recipe.clf_type == "MLP" else recipe.clf_type,
+             f"lr {recipe.learning_rate:g}" if recipe.learning_rate else "", f"batch {recipe.step_batch()}",
+             f"weights {recipe.class_weighting}" if recipe.class_weighting else "",
+             f"patience {recipe.early_stopping_patience} on {recipe.early_stopping_metric}"
+             if recipe.early_stopping_patience else "",
+             f"logit adjustment {recipe.logit_adjustment}" if recipe.logit_adjustment is not None else "",
+             f"subsample {recipe.subsample}" if recipe.subsample else "", recipe.pack_dtype]
+    return ", ".join(p for p in parts if p)
+
+
+def print_comparison(result: dict) -> None:
+    """``compare``'s overview table and per-label F1 differences."""
+    from mermaid_data.cli import write_frame
+
+    write_frame(result["overview"], "table", None)
+    if result["identical_params"]:
+        console.print(f"({result['identical_params']} other options are identical in every run)")
+    f1 = result["f1"]
+    if f1.height:
+        console.print("per-label F1, largest differences first:")
+        write_frame(f1.with_columns([f1[c].round(4) for c in f1.columns if c.startswith(("f1_", "delta"))]),
+                    "table", None)
