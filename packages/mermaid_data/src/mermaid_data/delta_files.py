@@ -27,6 +27,7 @@ from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from mermaid_data import storage
+from mermaid_data.sqlfiles import sql_literal
 from mermaid_data.tables import TableSpec
 
 #: zstd level 1 writes faster than snappy here and makes files ~40% smaller.
@@ -70,7 +71,7 @@ class PartitionWriter:
         if not self.root.is_s3:  # DuckDB creates the last folder only
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         rows = con.execute(
-            f"COPY ({query}) TO '{target.replace(chr(39), chr(39) * 2)}' (FORMAT parquet, COMPRESSION "
+            f"COPY ({query}) TO {sql_literal(target)} (FORMAT parquet, COMPRESSION "
             f"{COMPRESSION}, COMPRESSION_LEVEL {COMPRESSION_LEVEL}, "
             "PER_THREAD_OUTPUT true, RETURN_STATS true)",
             params,

@@ -45,7 +45,7 @@ from mermaid_data.progress import Progress, SilentProgress
 from mermaid_data.settings import get_settings
 from mermaid_data.sources import coralnet, mermaid
 from mermaid_data.sources.api import Taxonomy, fetch_taxonomy
-from mermaid_data.sqlfiles import load_sql
+from mermaid_data.sqlfiles import load_sql, sql_literal
 from mermaid_data.tables import (
     ANNOTATIONS,
     BENTHIC_ATTRIBUTES,
@@ -411,7 +411,7 @@ def _source_row(site, source_id, root, uri, fp, features_fp, rows, images, dups,
 
 
 def _in_list(values: list[str]) -> str:
-    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")"
 
 
 def _replace_annotations(lake: Lake, site: str, source_ids: list[str], fill: Callable[[PartitionWriter], int],

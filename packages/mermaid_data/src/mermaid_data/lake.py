@@ -28,7 +28,7 @@ from deltalake.exceptions import TableNotFoundError
 from mermaid_data import duck, storage
 from mermaid_data.errors import OS_ERRORS, LakeDamagedError, LakeError, ReadOnlyError, StorageError
 from mermaid_data.settings import get_settings
-from mermaid_data.sqlfiles import load_sql
+from mermaid_data.sqlfiles import load_sql, sql_literal
 from mermaid_data.tables import INGEST_TABLES, SNAPSHOTS, SOURCES, TABLES, TableSpec
 
 #: Views defined in sql/views/, created in this order on top of the table scans.
@@ -58,10 +58,6 @@ _SQL_MISTAKES = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogE
 _FILE_TROUBLE = re.compile(
     r"IO Error|magic bytes|Out of buffer|corrupt|decompress|zstd|snappy|thrift|TProtocol|Invalid data|"
     r"No files found|Cannot open file|truncated|parquet|footer|checksum", re.IGNORECASE)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -321,7 +317,7 @@ class Lake:
         for statement in view_sql():
             con.execute(statement)
         # `SELECT * FROM snapshot('snap-…')`: a published snapshot's rows by ID.
-        root = _quote(str(self.uri.join("snapshots")) + "/")
+        root = sql_literal(str(self.uri.join("snapshots")) + "/")
         con.execute(
             f"CREATE MACRO snapshot(snapshot_id) AS TABLE "
             f"SELECT * FROM read_parquet({root} || snapshot_id || '/rows.parquet')"
@@ -443,7 +439,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, lake: storage.Uri) -> None:
     """No files but the lake's, no extension installs or loads, no settings changes from here on."""
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
-    con.execute(f"SET allowed_directories = [{_quote(str(lake).rstrip('/') + '/')}]")
+    con.execute(f"SET allowed_directories = [{sql_literal(str(lake).rstrip('/') + '/')}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 
@@ -486,7 +482,7 @@ def _create_scan_view(
         con.register(f"__empty_{view}", empty)
         con.execute(f"CREATE VIEW {view} AS SELECT {columns} FROM __empty_{view}")
         return
-    file_list = "[" + ", ".join(_quote(f) for f in files) + "]"
+    file_list = "[" + ", ".join(sql_literal(f) for f in files) + "]"
     if spec.partition_by:
         hive_types = ", ".join(f"'{c}': VARCHAR" for c in spec.partition_by)
         options = f"hive_partitioning = true, hive_types = {{{hive_types}}}"

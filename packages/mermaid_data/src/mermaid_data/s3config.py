@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from mermaid_data.errors import ConfigError
 from mermaid_data.settings import get_settings
+from mermaid_data.sqlfiles import sql_literal
 
 __all__ = ["AddressingStyle", "S3Config", "S3Credentials", "resolve_s3_config", "s3_config"]
 
@@ -117,24 +118,24 @@ class S3Config:
         if not chain:
             # Empty values when there are no keys: without KEY_ID, httpfs falls back to AWS_ACCESS_KEY_ID
             # from the environment and signs "anonymous" requests.
-            options += [("KEY_ID", _sql_text(credentials.access_key_id if credentials else ""))]
-            options += [("SECRET", _sql_text(credentials.secret_access_key if credentials else ""))]
+            options += [("KEY_ID", sql_literal(credentials.access_key_id if credentials else ""))]
+            options += [("SECRET", sql_literal(credentials.secret_access_key if credentials else ""))]
             options += [
-                ("SESSION_TOKEN", _sql_text((credentials.session_token if credentials else "") or ""))
+                ("SESSION_TOKEN", sql_literal((credentials.session_token if credentials else "") or ""))
             ]
         elif credentials is not None:
             if credentials.method in _DUCKDB_CHAIN:
-                options.append(("CHAIN", _sql_text(_DUCKDB_CHAIN[credentials.method])))
+                options.append(("CHAIN", sql_literal(_DUCKDB_CHAIN[credentials.method])))
             if self.profile:
-                options.append(("PROFILE", _sql_text(self.profile)))
+                options.append(("PROFILE", sql_literal(self.profile)))
             options.append(("REFRESH", "auto"))
-        options.append(("REGION", _sql_text(self.region)))
+        options.append(("REGION", sql_literal(self.region)))
         if self.endpoint_url:
             parts = urlsplit(self.endpoint_url)
-            options.append(("ENDPOINT", _sql_text(parts.netloc + parts.path.rstrip("/"))))
+            options.append(("ENDPOINT", sql_literal(parts.netloc + parts.path.rstrip("/"))))
             options.append(("USE_SSL", "true" if parts.scheme == "https" else "false"))
         style = "path" if self.addressing_style is AddressingStyle.PATH else "vhost"
-        options.append(("URL_STYLE", _sql_text(style)))
+        options.append(("URL_STYLE", sql_literal(style)))
         return f"CREATE OR REPLACE SECRET {name} ({', '.join(f'{key} {value}' for key, value in options)})"
 
     def duckdb_settings_sql(self) -> list[str]:
@@ -256,11 +257,6 @@ def _stamp(path: str) -> tuple[str, int]:
         return target, os.stat(target).st_mtime_ns
     except OSError:
         return target, -1
-
-
-def _sql_text(value: str) -> str:
-    """A SQL string literal (CREATE SECRET takes no prepared parameters)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 @lru_cache(maxsize=8)

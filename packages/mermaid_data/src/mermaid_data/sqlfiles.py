@@ -82,3 +82,9 @@ def sha256_text(text: str) -> str:
 def sql_sha256(name: str) -> str:
     """Hash of one SQL file's text, for recipes that must change when the SQL does."""
     return sha256_text(load_sql(name))
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal (quotes doubled): for the few places DuckDB takes no parameter,
+    such as file lists, COPY targets and secrets. The one quoting helper of the project."""
+    return "'" + str(text).replace("'", "''") + "'"

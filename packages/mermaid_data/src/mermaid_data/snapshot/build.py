@@ -34,6 +34,7 @@ from mermaid_data.settings import get_settings
 from mermaid_data.snapshot import queries
 from mermaid_data.snapshot.recipe import Recipe, current_sql_hashes
 from mermaid_data.snapshot.spec import SnapshotSpec, SpecTable, read_spec_csv
+from mermaid_data.sqlfiles import sql_literal
 from mermaid_data.tables import SNAPSHOT_INPUTS, SNAPSHOTS
 
 ROWS_FILE = "rows.parquet"
@@ -328,9 +329,9 @@ def _build(lake, recipe: Recipe, sql: queries.SnapshotSql, name: str, message: s
         with progress.task(f"{sid}: write rows"):
             con.execute("SET preserve_insertion_order = true")
             rows_sql = sql.rows_limited if limit_binds else sql.rows_unlimited
-            con.execute(f"COPY ({rows_sql}) TO '{_esc(str(rows_uri))}' (FORMAT parquet, COMPRESSION zstd)",
+            con.execute(f"COPY ({rows_sql}) TO {sql_literal(str(rows_uri))} (FORMAT parquet, COMPRESSION zstd)",
                         _params(recipe, quotas if limit_binds else None))
-        con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(rows_uri))}')")
+        con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet({sql_literal(str(rows_uri))})")
         after = con.execute(
             "SELECT site, source_id, count(DISTINCT image_id) AS images_after, count(*) AS annotations_after "
             "FROM snapshot_rows GROUP BY ALL").to_arrow_table()
@@ -384,10 +385,6 @@ def content_digest(con: duckdb.DuckDBPyConnection, digest_sql: str | None = None
     parts = {"rows": int(n), "sum_upper": su or "0", "sum_lower": sl or "0", "xor_upper": xu or "0", "xor_lower": xl or "0"}
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return {"row_count": int(n), "content_sha256": hashlib.sha256(text.encode()).hexdigest(), "parts": parts}
-
-
-def _esc(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _sha256_uri(uri: storage.Uri) -> str:

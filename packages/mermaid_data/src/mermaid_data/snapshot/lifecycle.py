@@ -34,6 +34,7 @@ from mermaid_data.snapshot.build import (
     snapshots_root,
 )
 from mermaid_data.snapshot.recipe import ID_PREFIX, Recipe, current_sql_hashes
+from mermaid_data.sqlfiles import sql_literal
 from mermaid_data.tables import SNAPSHOTS, TABLES
 
 
@@ -124,7 +125,7 @@ def verify(location: str, lake: Lake | None = None) -> dict:
     if not any(p.startswith(ROWS_FILE) for p in problems):
         con = duck.connect(s3=uri.is_s3)
         try:
-            con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet('{_esc(str(uri.join(ROWS_FILE)))}')")
+            con.execute(f"CREATE VIEW snapshot_rows AS SELECT * FROM read_parquet({sql_literal(str(uri.join(ROWS_FILE)))})")
             digest = content_digest(con)
         except duckdb.Error as exc:
             problems.append(f"{ROWS_FILE}: not readable Parquet ({str(exc).splitlines()[0]})")
@@ -191,7 +192,7 @@ def diff(lake: Lake, a: str, b: str) -> dict:
     try:
         for alias, sid in (("a", ida), ("b", idb)):
             con.execute(f"CREATE VIEW {alias} AS SELECT * FROM read_parquet("
-                        f"'{_esc(str(snapshot_uri(lake, sid).join(ROWS_FILE)))}')")
+                        f"{sql_literal(str(snapshot_uri(lake, sid).join(ROWS_FILE)))})")
         added, removed, changed = con.execute(
             """
             SELECT count(*) FILTER (WHERE a.annotation_id IS NULL),
@@ -388,10 +389,6 @@ def _remove_empty_folders(root: Path) -> None:
         if Path(folder) != root and health.LOG_DIR not in Path(folder).parts:
             with contextlib.suppress(OSError):
                 Path(folder).rmdir()
-
-
-def _esc(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def dumps(obj) -> str:

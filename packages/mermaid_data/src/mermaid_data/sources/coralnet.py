@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 from mermaid_data import storage
 from mermaid_data.errors import ConfigError, SourceFormatError
 from mermaid_data.sources.columns import match_columns
-from mermaid_data.sqlfiles import load_sql
+from mermaid_data.sqlfiles import load_sql, sql_literal
 
 REQUIRED = {"image_id": "Image ID", "row": "Row", "col": "Column", "label_id": "Label ID"}
 #: Largest accepted value per column (values are read as text and checked strictly, see
@@ -168,16 +168,16 @@ def register_raw_view(
     for header, members in groups.items():
         where = _file_uri(members[0])
         cols = match_columns(list(header), REQUIRED, where=where, fix=FIX)
-        spec = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in header) + "}"
-        files = "[" + ", ".join(_lit(_file_uri(s)) for s in members) + "]"
+        spec = "{" + ", ".join(f"{sql_literal(n)}: 'VARCHAR'" for n in header) + "}"
+        files = "[" + ", ".join(sql_literal(_file_uri(s)) for s in members) + "]"
         selects = ", ".join(
             f'CAST(coralnet_uint("{cols[c].replace(chr(34), chr(34) * 2)}", {LIMITS[c][0]}, '
-            f'{_lit(cols[c])}, filename) AS {LIMITS[c][1]}) AS {c}'
+            f'{sql_literal(cols[c])}, filename) AS {LIMITS[c][1]}) AS {c}'
             for c in REQUIRED
         )
         parts.append(
             f"SELECT {selects}, filename FROM read_csv({files}, header = true, columns = {spec}, "
-            f"nullstr = {_lit(_NO_NULLS)}, filename = true, delim = ',', quote = '\"', escape = '\"')"
+            f"nullstr = {sql_literal(_NO_NULLS)}, filename = true, delim = ',', quote = '\"', escape = '\"')"
         )
     union = " UNION ALL ".join(parts) if parts else (
         "SELECT NULL::UBIGINT image_id, NULL::USMALLINT \"row\", NULL::USMALLINT col, NULL::UBIGINT label_id, "
@@ -283,10 +283,6 @@ def _read_fast(source: CoralNetSource) -> pa.Table | None:
     return pa.Table.from_arrays(
         [key, *(table.column(cols[c]).combine_chunks() for c in REQUIRED)], schema=_FAST_SCHEMA
     )
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")

@@ -25,7 +25,7 @@ import numpy as np
 from mermaid_data import storage
 from mermaid_data.errors import SourceFormatError
 from mermaid_data.sources.columns import match_columns, normalize
-from mermaid_data.sqlfiles import load_sql
+from mermaid_data.sqlfiles import load_sql, sql_literal
 
 REQUIRED = {
     "id": "id",
@@ -85,7 +85,7 @@ def check_types(con: duckdb.DuckDBPyConnection, uri: str) -> None:
     SourceFormatError naming the file, the column and the type found and expected. Metadata only."""
     try:
         rows = con.execute(
-            f"SELECT file_name, name, type, converted_type, logical_type FROM parquet_schema({_literal(uri)})"
+            f"SELECT file_name, name, type, converted_type, logical_type FROM parquet_schema({sql_literal(uri)})"
         ).fetchall()
     except duckdb.Error as exc:
         raise SourceFormatError(f"cannot read as parquet ({str(exc).splitlines()[0]})", where=uri, fix=FIX) from exc
@@ -106,12 +106,8 @@ def check_types(con: duckdb.DuckDBPyConnection, uri: str) -> None:
             )
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _scan(uri: str) -> str:
-    return f"read_parquet({_literal(uri)}, union_by_name = true, file_row_number = true, filename = true)"
+    return f"read_parquet({sql_literal(uri)}, union_by_name = true, file_row_number = true, filename = true)"
 
 
 GLOB_CHARS = "*?["
