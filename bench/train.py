@@ -19,9 +19,9 @@
      epoch), 10 epochs;
    - ``pyspacer``: our trainer, preset ``pyspacer`` (pyspacer's recipe), first with a fresh feature cache
      (fetch + pack + train), then again reusing the packed arrays (``pyspacer rerun``);
-   - ``upstream``: preset ``upstream`` (effective-number weights, early stopping on the ref loss);
-   - with ``--variants all`` (default below 1M annotations) also: ``upstream stop=ref_bacc`` (early
-     stopping on ref balanced accuracy), ``upstream unweighted``, ``upstream unweighted + logit adj``
+   - ``upstream``: preset ``upstream`` (effective-number weights, early stopping on ref balanced accuracy);
+   - with ``--variants all`` (default below 1M annotations) also: ``upstream stop=ref_loss`` (early
+     stopping on the ref loss, upstream's rule), ``upstream unweighted``, ``upstream unweighted + logit adj``
      (tau chosen on ref) and ``upstream float16`` (the pack in float16).
 4. A table, budgets with PASS/FAIL, and as the last lines one per preset (upstream last)::
 
@@ -52,7 +52,7 @@ UPSTREAM_NETWORK = (500, 300, 100)
 VARIANTS = {  # name -> TrainingOptions keyword arguments
     "pyspacer": {"preset": "pyspacer"},
     "upstream": {"preset": "upstream"},
-    "upstream stop=ref_bacc": {"preset": "upstream", "early_stopping_metric": "ref_balanced_accuracy"},
+    "upstream stop=ref_loss": {"preset": "upstream", "early_stopping_metric": "ref_loss"},
     "upstream unweighted": {"preset": "upstream", "class_weighting": "none"},
     "upstream unweighted + logit adj": {"preset": "upstream", "class_weighting": "none", "logit_adjustment": "auto"},
     "upstream float16": {"preset": "upstream", "pack_dtype": "float16"},

@@ -172,13 +172,13 @@ def test_upstream_preset_and_overrides() -> None:
     up = TrainingOptions(preset="upstream").recipe()
     assert (up.hidden_layer_sizes, up.learning_rate, up.epochs, up.step_batch()) == ((500, 300, 100), 1e-4, 40, 512)
     assert (up.class_weighting, up.weighting_beta, up.early_stopping_patience, up.early_stopping_metric) == (
-        "effective_number", 0.9999, 3, "ref_loss")
+        "effective_number", 0.9999, 3, "ref_balanced_accuracy")
     mine = TrainingOptions(preset="upstream", epochs=20, hidden_layer_sizes="256,128", class_weighting="none",
-                           early_stopping_patience=0, early_stopping_metric="ref_balanced_accuracy",
+                           early_stopping_patience=0, early_stopping_metric="ref_loss",
                            logit_adjustment="auto", subsample="balanced:1000:5", pack_dtype="float16").recipe()
     assert (mine.epochs, mine.hidden_layer_sizes, mine.class_weighting, mine.early_stopping_patience) == (
         20, (256, 128), None, None)
-    assert mine.learning_rate == 1e-4 and mine.early_stopping_metric == "ref_balanced_accuracy"
+    assert mine.learning_rate == 1e-4 and mine.early_stopping_metric == "ref_loss"
     assert mine.logit_adjustment == "auto" and str(mine.subsample) == "balanced:1000:5"
     assert mine.pack_dtype == "float16"
     assert TrainingOptions(logit_adjustment="1.5").recipe().logit_adjustment == 1.5
