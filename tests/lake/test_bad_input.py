@@ -24,6 +24,7 @@ from mermaid_data.lake import Lake
 from typer.testing import CliRunner
 
 from tests.support.api_server import ApiServer
+from tests.support.cli import one_line_error
 
 GOOD_CSV = "Image ID,Row,Column,Label ID\n1,10,20,82\n1,11,21,82\n2,12,22,83\n"
 MERMAID_PARQUET = "mermaid/mermaid_confirmed_annotations.parquet"
@@ -90,17 +91,6 @@ def case(baseline: Path, tmp_path: Path) -> Case:
     root = tmp_path / "case"
     shutil.copytree(baseline, root)
     return Case(root, fresh=False)
-
-
-def one_line_error(result) -> str:
-    """Exit code 2, the error as one line on stderr (after any progress lines), no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    return errors[0]
 
 
 def assert_names_fix(message: str) -> None:

@@ -20,6 +20,7 @@ from mermaid_data.lake import Lake
 from mermaid_data.snapshot import SnapshotSpec
 from typer.testing import CliRunner
 
+from tests.support.cli import one_line_error
 from tests.support.processes import kill9, start_cli, wait_until
 
 MERMAID_PARQUET = "mermaid/mermaid_confirmed_annotations.parquet"
@@ -64,14 +65,6 @@ class World:
         return self.lake.sql(query).item()
 
 
-def one_line(result) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSummary, ingest_demo) -> Path:
     root = tmp_path_factory.mktemp("integrity-base")
@@ -114,7 +107,7 @@ def test_an_empty_mermaid_export_is_refused_unless_allowed(world: World, demo_so
     assert f"{demo_sources.mermaid_rows:,} rows of mermaid/mermaid" in message and "--allow-shrink" in message
     assert str(world.mermaid) in message
     assert world.commits() == commits
-    line = one_line(world.cli())
+    line = one_line_error(world.cli())
     assert "--allow-shrink" in line and "nothing was written" in line
     assert world.commits() == commits and world.count() == demo_sources.total_rows
 
@@ -132,7 +125,7 @@ def test_an_empty_label_mapping_page_is_refused_unless_allowed(world: World) -> 
         world.ingest()
     assert world.commits() == commits
     assert world.count("SELECT count(*) FROM annotations_mapped WHERE site = 'coralnet'") == mapped
-    assert "label_mappings" in one_line(world.cli())
+    assert "label_mappings" in one_line_error(world.cli())
     world.cli("--allow-shrink")
     assert world.count("SELECT count(*) FROM annotations_mapped WHERE site = 'coralnet'") == 0
 
@@ -168,7 +161,7 @@ def test_a_bad_updated_on_commits_nothing_not_even_the_taxonomy(world: World) ->
     assert str(world.mermaid) in message and info.value.column == "updated_on"
     assert "type text" in message and "expected a timestamp" in message
     assert world.commits() == commits, "a failed ingest committed something"
-    assert "updated_on" in one_line(world.cli())
+    assert "updated_on" in one_line_error(world.cli())
     assert world.commits() == commits
 
 
@@ -222,9 +215,9 @@ def test_a_truncated_delta_log_names_the_table_and_version_and_the_fix_works(
     assert str(log) in message and f"Delta log version {version}" in message and "credentials" not in message
     assert "mv " in message and "--repair" in message
     for command in (["sql", "SELECT 1"], ["history"], ["snapshot", "create"], ["vacuum"]):
-        line = one_line(CliRunner().invoke(app, [*command, "--lake", str(world.lake_dir)], env={"COLUMNS": "250"}))
+        line = one_line_error(CliRunner().invoke(app, [*command, "--lake", str(world.lake_dir)], env={"COLUMNS": "250"}))
         assert f"Delta log version {version}" in line, (command, line)
-    assert "Delta log version" in one_line(world.cli())
+    assert "Delta log version" in one_line_error(world.cli())
     # follow the fix: move it aside, repair
     log.rename(log.with_name(log.name + ".damaged"))
     result = world.cli("--repair")
@@ -238,7 +231,7 @@ def test_a_bit_flipped_older_log_version_is_named(world: World) -> None:
     data = bytearray(log.read_bytes())
     data[0] ^= 0x5B ^ 0x7B  # the opening brace of the first action
     log.write_bytes(bytes(data))
-    line = one_line(CliRunner().invoke(app, ["sql", "SELECT 1", "--lake", str(world.lake_dir)]))
+    line = one_line_error(CliRunner().invoke(app, ["sql", "SELECT 1", "--lake", str(world.lake_dir)]))
     assert f"table 'annotations': Delta log version {int(log.stem)}" in line and "restore that file" in line
 
 
@@ -256,7 +249,7 @@ def test_a_missing_data_file_is_named_and_the_next_ingest_heals_it(world: World,
     with pytest.raises(LakeDamagedError) as info:
         world.lake.sql("SELECT count(*) FROM annotations")
     assert str(gone) in str(info.value) and "is missing" in str(info.value) and f"source_id={source}" in str(info.value)
-    line = one_line(CliRunner().invoke(app, ["snapshot", "create", "--lake", str(world.lake_dir)]))
+    line = one_line_error(CliRunner().invoke(app, ["snapshot", "create", "--lake", str(world.lake_dir)]))
     assert str(gone) in line and "--repair" in line
     # an ingest without that source cannot heal it, and says so
     with pytest.raises(LakeDamagedError) as info:
@@ -313,7 +306,7 @@ def test_history_and_as_of_speak_lake_versions(world: World, demo_sources: DemoS
     assert lake.sql("SELECT count(*) FROM annotations", as_of=moment.isoformat()).item() == demo_sources.total_rows
     with pytest.raises(Exception, match="no version at or before"):
         lake.sql("SELECT 1", as_of=(moment - timedelta(days=3650)).isoformat())
-    line = one_line(CliRunner().invoke(app, ["sql", "SELECT 1", "--lake", str(world.lake_dir), "--as-of", "notadate"]))
+    line = one_line_error(CliRunner().invoke(app, ["sql", "SELECT 1", "--lake", str(world.lake_dir), "--as-of", "notadate"]))
     assert "notadate" in line
     out = CliRunner().invoke(app, ["history", "--lake", str(world.lake_dir)], env={"COLUMNS": "250"})
     assert out.exit_code == 0 and "lake_version" in out.stdout

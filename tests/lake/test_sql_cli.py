@@ -17,6 +17,8 @@ from mermaid_data.errors import LakeError
 from mermaid_data.lake import Lake
 from typer.testing import CliRunner
 
+from tests.support.cli import one_line_error
+
 WIDE = {"COLUMNS": "250"}
 
 
@@ -67,17 +69,6 @@ def history_lake(tmp_path_factory: pytest.TempPathFactory, demo_sources: DemoSum
 
 def run(*args: str):
     return CliRunner().invoke(app, list(args), env=WIDE)
-
-
-def one_line_error(result) -> str:
-    """Exit code 2, the error as one line on stderr (after any progress lines), no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    return errors[0]
 
 
 # --------------------------------------------------------------------------------------------------

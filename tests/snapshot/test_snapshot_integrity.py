@@ -24,18 +24,10 @@ from mermaid_data.tables import SNAPSHOTS
 from tests.snapshot.conftest import Golden
 from tests.snapshot.golden import CASES, ingest_golden, load_case
 from tests.snapshot.test_snapshot_lifecycle import change_sources, cli, snap_dir
+from tests.support.cli import one_line_error
 from tests.support.processes import error_lines, finish, kill9, resume, run_cli, start_cli, stop, wait_until
 
 SOURCES_ALL = CASES / "step_map_only" / "sources.csv"
-
-
-def one_line(result) -> str:
-    """Exit 2, one `error:` line on stderr and no traceback (CliRunner result)."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -64,23 +56,23 @@ def test_export_never_overwrites_a_snapshot_or_anything_else(two, tmp_path: Path
     lake, a, b = two
     a_dir = snap_dir(lake, a)
     before = tree_digest(a_dir)
-    line = one_line(cli("snapshot", "export", b, str(a_dir), "--lake", str(lake.uri)))
+    line = one_line_error(cli("snapshot", "export", b, str(a_dir), "--lake", str(lake.uri)))
     assert "inside the lake" in line and str(a_dir) in line and "Fix:" in line
     assert tree_digest(a_dir) == before
     # anywhere else inside this lake, or inside another lake
     other = tmp_path / "other-lake"
     shutil.copytree(lake.uri.key, other, ignore=shutil.ignore_patterns("snapshots"))
     for dest in (Path(lake.uri.key) / "exports" / "x", Path(lake.uri.key), other / "exports" / "b"):
-        line = one_line(cli("snapshot", "export", b, str(dest), "--lake", str(lake.uri)))
+        line = one_line_error(cli("snapshot", "export", b, str(dest), "--lake", str(lake.uri)))
         assert "inside the lake" in line, (dest, line)
         assert not dest.exists() or dest == Path(lake.uri.key)
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine")
-    assert "is not empty" in one_line(cli("snapshot", "export", b, str(full), "--lake", str(lake.uri)))
+    assert "is not empty" in one_line_error(cli("snapshot", "export", b, str(full), "--lake", str(lake.uri)))
     assert [p.name for p in full.iterdir()] == ["notes.txt"]
     (tmp_path / "a-file").write_text("x")
-    assert "is a file" in one_line(cli("snapshot", "export", b, str(tmp_path / "a-file"), "--lake", str(lake.uri)))
+    assert "is a file" in one_line_error(cli("snapshot", "export", b, str(tmp_path / "a-file"), "--lake", str(lake.uri)))
     # a new folder and an empty one are fine
     for dest in (tmp_path / "new" / "dataset", tmp_path / "empty"):
         if dest.name == "empty":
@@ -298,7 +290,7 @@ def test_a_truncated_manifest_is_one_line_everywhere(two, tmp_path: Path) -> Non
     manifest.write_bytes(manifest.read_bytes()[: 200])
     for command in (["snapshot", "verify", b], ["snapshot", "show", b], ["snapshot", "rebuild", b], ["vacuum"],
                     ["vacuum", "--dry-run"]):
-        line = one_line(cli(*command, "--lake", str(damaged)))
+        line = one_line_error(cli(*command, "--lake", str(damaged)))
         assert str(manifest) in line and "manifest.json is damaged" in line and "Fix:" in line, (command, line)
-    line = one_line(cli("snapshot", "verify", str(manifest.parent)))
+    line = one_line_error(cli("snapshot", "verify", str(manifest.parent)))
     assert "manifest.json is damaged" in line
