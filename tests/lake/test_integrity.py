@@ -125,7 +125,8 @@ def test_an_empty_label_mapping_page_is_refused_unless_allowed(world: World) -> 
         world.ingest()
     assert world.commits() == commits
     assert world.count("SELECT count(*) FROM annotations_mapped WHERE site = 'coralnet'") == mapped
-    assert "label_mappings" in one_line_error(world.cli())
+    line = one_line_error(world.cli())
+    assert "label_mappings" in line and str(world.src / "api") in line  # the --api folder, not "the MERMAID API"
     world.cli("--allow-shrink")
     assert world.count("SELECT count(*) FROM annotations_mapped WHERE site = 'coralnet'") == 0
 
@@ -205,6 +206,9 @@ def test_a_truncated_delta_log_names_the_table_and_version_and_the_fix_works(
     world: World, demo_sources: DemoSummary
 ) -> None:
     """Bug pinned: a truncated Delta log said "cannot read table … check the lake URI and storage credentials"."""
+    built = CliRunner().invoke(app, ["snapshot", "create", "--annotation-limit", "50", "--lake", str(world.lake_dir)])
+    assert built.exit_code == 0, built.output
+    sid = world.lake.sql("SELECT max(snapshot_id) FROM snapshots").item()
     log = last_log(world, "annotations")
     version = int(log.stem)
     log.write_bytes(log.read_bytes()[: len(log.read_bytes()) // 2])
@@ -217,6 +221,11 @@ def test_a_truncated_delta_log_names_the_table_and_version_and_the_fix_works(
     for command in (["sql", "SELECT 1"], ["history"], ["snapshot", "create"], ["vacuum"]):
         line = one_line_error(CliRunner().invoke(app, [*command, "--lake", str(world.lake_dir)], env={"COLUMNS": "250"}))
         assert f"Delta log version {version}" in line, (command, line)
+    # Bug pinned: rebuild's line had two "Fix:" parts, the second one not a fix ("table annotations version
+    # N is no longer readable")
+    line = one_line_error(CliRunner().invoke(app, ["snapshot", "rebuild", sid, "--lake", str(world.lake_dir)],
+                                             env={"COLUMNS": "250"}))
+    assert f"Delta log version {version}" in line and line.count("Fix:") == 1 and "--repair" in line, line
     assert "Delta log version" in one_line_error(world.cli())
     # follow the fix: move it aside, repair
     log.rename(log.with_name(log.name + ".damaged"))

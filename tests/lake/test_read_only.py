@@ -129,3 +129,14 @@ def test_the_sql_command_refuses_writes_in_one_line(local_lake) -> None:
     ok = CliRunner().invoke(app, ["sql", "SELECT count(*) AS n FROM annotations", "--lake", str(lake.uri),
                                   "--format", "csv", "--as-of", "0"])
     assert ok.exit_code == 0 and ok.stdout.splitlines()[0] == "n"
+
+
+@pytest.mark.parametrize(("statement", "named"), [("INSTALL httpfs", "INSTALL"), ("force install httpfs", "FORCE INSTALL"),
+                                                  ("LOAD httpfs", "LOAD")])
+def test_the_refusal_names_the_statement_as_written(local_lake, statement: str, named: str) -> None:
+    """Bug pinned: `sql "INSTALL httpfs"` was refused as "statement 1 is LOAD" (DuckDB parses INSTALL as a
+    LOAD statement), which reads as if the user had written something else."""
+    lake, _sid = local_lake
+    with pytest.raises(ReadOnlyError) as info:
+        lake.sql(statement)
+    assert f"statement 1 is {named}:" in str(info.value)

@@ -190,28 +190,27 @@ def test_trickling_server_hits_the_total_deadline(reference: Payloads, trickle_h
         with pytest.raises(SourceUnreachableError) as caught:
             fetch_taxonomy(srv.base_url, timeout_s=1, retries=1, deadline_s=1)
         elapsed = time.monotonic() - started
-        assert len(srv.requests_to("benthicattributes/")) == 2  # the retry, bounded too
-    # 2 attempts of at most 1 s, one short backoff between them
-    assert elapsed < 3.5
+        assert len(srv.requests_to("benthicattributes/")) == 1  # a deadline is not retried
+    assert elapsed < 2.5
     message = str(caught.value)
     assert f"{srv.base_url}benthicattributes/" in message
-    assert "no complete response within the 1 s deadline" in message
-    assert "2 attempt(s)" in message and "at most 6 s in all" in message
+    assert "no complete response within the 1 s deadline" in message and "not retried" in message
     assert "\n" not in message and "MERMAID_API_URL" in message and "MERMAID_API_DEADLINE_S" in message
 
 
-def test_deadline_bounds_all_retries(reference: Payloads) -> None:
-    """The overall bound stated in the message holds: 3 attempts of 0.5 s and their backoffs."""
+def test_a_deadline_is_not_retried_so_the_default_bound_stays_under_the_hang(reference: Payloads) -> None:
+    """Bug pinned: with retries the deadline was per attempt, so the defaults (60 s, 3 retries) let one
+    trickling page take 4 x 60 + 3 x 4 = 252 s, longer than the 150 s hang of the issue. Retries are
+    left for errors that end at once (connection refused, 5xx, 429)."""
     with ApiServer(*reference) as srv:
         srv.raw_responses["benthicattributes/"] = _SLOW_PAGE
         srv.trickle_s = 0.05
         started = time.monotonic()
-        with pytest.raises(SourceUnreachableError) as caught:
-            fetch_taxonomy(srv.base_url, timeout_s=1, retries=2, deadline_s=0.5)
+        with pytest.raises(SourceUnreachableError, match="attempt 1;"):
+            fetch_taxonomy(srv.base_url, timeout_s=1, retries=3, deadline_s=0.5)
         elapsed = time.monotonic() - started
-        assert len(srv.requests_to("benthicattributes/")) == 3
-    assert "3 attempt(s)" in str(caught.value) and "at most 9.5 s in all" in str(caught.value)
-    assert elapsed < 0.5 * 3 + 0.25 + 0.5 + 1.0
+        assert len(srv.requests_to("benthicattributes/")) == 1
+    assert elapsed < 0.5 + 1.0
 
 
 def test_fast_pages_are_not_cut_by_the_deadline(server: ApiServer) -> None:

@@ -231,7 +231,7 @@ def _ingest(lake: Lake, writer: locks.Held | None, *, mermaid_uri, coralnet_uri,
         taxonomy_tables = _stage_taxonomy(taxonomy, api) if taxonomy is not None and \
             report.taxonomy_action != "unchanged" else {}
         # ---- nothing lost: a source or taxonomy table emptied is refused; a large drop is reported
-        report.warnings += _check_shrink(lake, report, known, stats, taxonomy_tables, allow_shrink)
+        report.warnings += _check_shrink(lake, report, known, stats, taxonomy_tables, allow_shrink, api or "")
 
         if dry_run:
             for p in report.plan:
@@ -329,7 +329,7 @@ def _table_rows(lake: Lake, name: str) -> int:
 
 
 def _check_shrink(lake: Lake, report: IngestReport, known: dict, stats: dict, taxonomy_tables: dict,
-                  allow_shrink: bool) -> list[str]:
+                  allow_shrink: bool, api: str) -> list[str]:
     """Refuse a source or taxonomy table that would shrink to nothing (unless ``allow_shrink``); return
     a line for each one that shrinks by more than LARGE_DROP."""
     emptied, warnings = [], []
@@ -340,7 +340,7 @@ def _check_shrink(lake: Lake, report: IngestReport, known: dict, stats: dict, ta
         before = int((known.get((p.site, p.source_id)) or {}).get("row_count") or 0)
         changes.append((f"{p.site}/{p.source_id}", p.uri, before, stats.get((p.site, p.source_id), (0, 0, 0))[0]))
     for spec, table in taxonomy_tables.items():
-        changes.append((f"taxonomy table {spec.name}", "the MERMAID API", _table_rows(lake, spec.name), table.num_rows))
+        changes.append((f"taxonomy table {spec.name}", api or "the MERMAID API", _table_rows(lake, spec.name), table.num_rows))
     for what, uri, before, after in changes:
         if before and not after:
             emptied.append((what, uri, before))

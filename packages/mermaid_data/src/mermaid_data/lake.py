@@ -49,6 +49,7 @@ INGEST_TABLE_NAMES = tuple(spec.name for spec in INGEST_TABLES)
 #: Statements ``Lake.sql`` runs: reads only (SHOW, DESCRIBE, SUMMARIZE, PRAGMA show_tables parse as SELECT).
 READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 _EXPLAIN_ANALYZE = re.compile(r"^\s*EXPLAIN\s+ANALY[SZ]E\b", re.IGNORECASE)
+_FORCE = re.compile(r"\s*force\s", re.IGNORECASE)
 #: DuckDB errors that are mistakes in the SQL: no lake file is checked for them (any other error, e.g.
 #: "don't know what type" from a damaged Parquet footer, makes the pinned files be checked).
 _SQL_MISTAKES = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException,
@@ -463,6 +464,8 @@ def _refuse_writes(query: str) -> None:
         if kind in READ_STATEMENTS and not analyze:
             continue
         what = "EXPLAIN ANALYZE (it runs the statement)" if analyze else kind.name.replace("_", " ")
+        if kind == duckdb.StatementType.LOAD:  # DuckDB parses INSTALL as a LOAD statement: say what was written
+            what = " ".join((statement.query or "LOAD").split()[:2 if _FORCE.match(statement.query or "") else 1]).upper()
         raise ReadOnlyError(
             f"statement {number} is {what}: SQL over the lake is read-only (SELECT, WITH, SHOW, DESCRIBE, "
             "SUMMARIZE, EXPLAIN)",

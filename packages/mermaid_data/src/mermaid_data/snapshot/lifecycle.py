@@ -171,8 +171,14 @@ def rebuild(lake: Lake, snapshot_id: str) -> dict:
             new = result.manifest
         except Exception as exc:
             storage.delete_prefix(scratch)
-            raise SnapshotError(f"rebuild of {sid} failed: {exc}", where=str(lake.uri),
-                                fix="; ".join(differences) or "see the error above") from exc
+            # one problem and one fix: the failure's own (a damaged file names its remedy), the inputs
+            # that changed since the snapshot was built as the reason
+            own = isinstance(exc, MermaidDataError)
+            problem = f"{exc.where}: {exc.problem}" if own and exc.where else (exc.problem if own else str(exc))
+            why = f" ({'; '.join(differences)})" if differences else ""
+            raise SnapshotError(f"rebuild of {sid} failed{why}: {problem}", where=str(lake.uri),
+                                fix=(exc.fix if own and exc.fix else None)
+                                or "restore the inputs listed, or rebuild from an export of the snapshot") from exc
         storage.delete_prefix(scratch)
     identical = new["content_sha256"] == old["content_sha256"]
     if not identical and not differences:

@@ -14,8 +14,9 @@ of saved pages, the layout the demo generator writes::
     DIR/classification/labelmappings.json   {"count", "next", "previous", "results"}
 
 Over HTTP every request has a per-read timeout and a total deadline (connection, headers and body: a server
-that trickles bytes cannot hold it longer), a bounded number of retries with a short backoff, and so an
-overall bound that the error states. ``next`` links are followed only on the base URL's scheme, host and
+that trickles bytes cannot hold it longer; a request that runs out of it is not retried), a bounded number
+of retries of connection errors, 5xx and 429 with a short backoff, and so an overall bound that the error
+states. ``next`` links are followed only on the base URL's scheme, host and
 port. In a directory, ``next`` is a file name relative to ``DIR`` (for example
 ``"benthicattributes.page2.json"``) or null. Everything read is validated; a bad page raises ``SourceFormatError`` naming the URL or file,
 the index into that page's ``results`` (``row``, 0-based), the key (``column``) and what to do.
@@ -381,7 +382,8 @@ def _open_source(api: str, *, timeout_s: float, retries: int, deadline_s: float)
 def _http_get(url: str, *, timeout_s: float, retries: int, deadline_s: float) -> bytes:
     """GET ``url``; retry connection errors, timeouts, 5xx and 429 with a short exponential backoff.
 
-    Each attempt ends after ``deadline_s`` whatever the server does; waits between attempts are at most
+    Each attempt ends after ``deadline_s`` whatever the server does, and one that runs out of it ends the
+    call (a trickling server is never waited for twice); waits between attempts are at most
     ``_RETRY_AFTER_MAX_S``; so the whole call ends within the bound the error message states.
     """
     attempts = retries + 1
@@ -394,8 +396,14 @@ def _http_get(url: str, *, timeout_s: float, retries: int, deadline_s: float) ->
         try:
             return _get_once(request, timeout_s=timeout_s, deadline_s=deadline_s)
         except _DeadlineExceeded:
-            last_problem = f"no complete response within the {deadline_s:g} s deadline"
-            fix = f"{_FIX_UNREACHABLE}; if the API is only slow, raise MERMAID_API_DEADLINE_S"
+            # not retried: a server too slow for one deadline is as slow the next time, and retrying
+            # would multiply the wait (4 attempts of 60 s by default)
+            raise SourceUnreachableError(
+                f"GET failed: no complete response within the {deadline_s:g} s deadline (attempt {attempt + 1}; "
+                "a request that runs out of its deadline is not retried)",
+                where=url,
+                fix=f"{_FIX_UNREACHABLE}; if the API is only slow, raise MERMAID_API_DEADLINE_S",
+            ) from None
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 429 or exc.code >= 500:

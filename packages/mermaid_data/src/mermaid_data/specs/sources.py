@@ -22,5 +22,5 @@ def source_spec(lake: Lake, *, min_images: int) -> SpecCsv:
         frame = pl.from_arrow(con.execute(load_sql("spec/sources"), {"min_images": min_images}).to_arrow_table())
     finally:
         con.close()
-    return SpecCsv(SpecKind.SOURCES, frame, f"the sources with at least {min_images:,} images",
+    return SpecCsv(SpecKind.SOURCES, frame, f"the sources with at least {min_images:,} image{'' if min_images == 1 else 's'}",
                    {"annotations": versions["annotations"]})
