@@ -167,7 +167,7 @@ class TrainingRunner:
                 packed = pack(split, snapshot_id=sid, split_key=f"{recipe.split}-seed{recipe.seed}-ref{ref:g}-val{val:g}",
                               cache=FeatureCache(self.cache_dir / "features", workers=self.fetch_workers),
                               lake=lake, work_dir=self.cache_dir, missing_allowed_pct=data.missing_allowed_pct(),
-                              dtype=recipe.pack_dtype, progress=self.progress)
+                              dtype=recipe.pack_dtype, progress=self.progress, manifest=manifest)
             subsample = None
             if recipe.subsample is not None:
                 with prof.section("subsample"):

@@ -44,8 +44,8 @@ import numpy as np
 import polars as pl
 from mermaid_data import storage
 from mermaid_data.lake import Lake
-from mermaid_data.snapshot.build import ROWS_FILE, read_manifest, snapshot_uri
-from mermaid_data.snapshot.lifecycle import resolve
+from mermaid_data.snapshot.build import REPORTS, ROWS_FILE, read_manifest, snapshot_uri
+from mermaid_data.snapshot.lifecycle import file_problems, resolve
 from mermaid_data.sqlfiles import load_sql
 
 from mermaid_train.errors import TrainConfigError, TrainDataError
@@ -73,16 +73,33 @@ class SplitResult:
 def load_snapshot_rows(lake: Lake, snapshot_id: str) -> tuple[str, dict, pl.DataFrame]:
     """``(full snapshot ID, manifest, rows)`` of a published snapshot (an ID or a unique prefix).
 
-    An unknown ID raises ``mermaid_data.errors.SnapshotError`` listing the nearest published IDs.
+    An unknown ID raises ``mermaid_data.errors.SnapshotError`` listing the nearest published IDs. The
+    files training reads (``rows.parquet`` and the reports it copies) are checked against the manifest's
+    SHA-256s first (``snapshot verify``'s check, on the bytes read): a snapshot changed after it was
+    published is refused (``TrainDataError`` naming the file), never trained on under its old digest.
     """
     sid = resolve(lake, snapshot_id)
     where = snapshot_uri(lake, sid)
     manifest = read_manifest(where)
     rows_uri = where.join(ROWS_FILE)
-    if rows_uri.is_s3:
+    contents = {ROWS_FILE: storage.read_bytes(rows_uri)} if rows_uri.is_s3 else None
+    listed = [name for name in (ROWS_FILE, *REPORTS) if name in manifest.get("files", {})]
+    problems = file_problems(where, manifest, listed, contents=contents)
+    if problems:
+        name, _, problem = problems[0].partition(": ")
+        more = f" ({len(problems) - 1} other file(s) differ too)" if len(problems) > 1 else ""
+        raise TrainDataError(
+            f"snapshot {sid} does not match its manifest: {name} {problem}{more}; it was changed after the "
+            "snapshot was published, so training refuses it",
+            where=str(where.join(name)),
+            fix=f"run `mermaid-data snapshot verify {sid} --lake {lake.uri}` to list what differs; restore the "
+            f"folder from an export or backup, or check with `mermaid-data snapshot rebuild {sid}` that the recipe "
+            "still gives the published rows and build it again",
+        )
+    if contents is not None:
         import io
 
-        rows = pl.read_parquet(io.BytesIO(storage.read_bytes(rows_uri)))
+        rows = pl.read_parquet(io.BytesIO(contents[ROWS_FILE]))
     else:
         rows = pl.read_parquet(rows_uri.key)
     return sid, manifest, rows
