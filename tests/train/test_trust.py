@@ -173,7 +173,7 @@ def test_same_snapshot_id_in_two_lakes_with_other_features_packs_anew(demo_sourc
         src = tmp_path / f"src{i}"
         shutil.copytree(demo_sources.dest / "mermaid", src / "mermaid")
         shutil.copytree(demo_sources.dest / "api", src / "api")
-        first = sorted((src / "mermaid").glob("*_featurevector"))[0]
+        first = min((src / "mermaid").glob("*_featurevector"))
         if i == 2:
             _replace_features(first, 3.0)
         lakes.append(_mermaid_lake(ingest_demo, tmp_path / f"lake{i}", src))
