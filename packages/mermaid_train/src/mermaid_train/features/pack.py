@@ -37,6 +37,7 @@ import polars as pl
 from mermaid_data.lake import Lake
 from mermaid_data.progress import Progress, SilentProgress
 
+from mermaid_train import leftovers
 from mermaid_train.errors import FeatureError, TrainConfigError, TrainDataError
 from mermaid_train.features.cache import FeatureCache, Pin
 from mermaid_train.features.npz import read_points
@@ -236,6 +237,7 @@ def pack(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    leftovers.write_owner(tmp, "pack")  # a killed pack's folder is reclaimed by the next run (leftovers.clean)
     try:
         def points(i: int, dim: int | None = None) -> np.ndarray:
             a, b = int(starts[i]), int(ends[i])
@@ -286,6 +288,7 @@ def pack(
             "pack_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / DONE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (tmp / leftovers.OWNER_FILE).unlink()
         try:
             os.rename(tmp, directory)
         except OSError:
