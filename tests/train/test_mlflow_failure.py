@@ -94,6 +94,7 @@ def test_server_killed_mid_logging_keeps_the_model_in_one_line_and_in_bounded_ti
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(PROGRESS)]
     assert len(lines) == 1 and lines[0].startswith(f"error: {dying.uri}: logging to MLflow failed at "), stderr
     assert "(the server does not answer: " in lines[0] and "Max retries" not in lines[0], lines[0]
+    print(lines[0])  # `pytest -rP` shows it: docs/training.md quotes this line
     kept = sorted(runs.glob("dies-*"))
     assert len(kept) == 1, list(runs.iterdir()) if runs.exists() else "no runs folder"
     folder = kept[0]
