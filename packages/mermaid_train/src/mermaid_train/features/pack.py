@@ -44,10 +44,11 @@ from mermaid_train.features.npz import read_points
 from mermaid_train.features.pinned import feature_objects, objects_digest
 from mermaid_train.split import SPLIT_CODES, SplitResult
 
-PACK_FORMAT = 3
+PACK_FORMAT = 4  # 4: rows.parquet keeps each file's pin (feature_size, feature_etag)
 DONE_FILE = "done.json"
 PACK_DTYPES = {"float32": ("X.f32", np.float32), "float16": ("X.f16", np.float16)}
-ROW_COLUMNS = ("split", "class_key", "annotation_id", "image_id", "source_id", "site", "feature_uri", "row", "col",
+ROW_COLUMNS = ("split", "class_key", "annotation_id", "image_id", "source_id", "site", "feature_uri", "feature_size",
+               "feature_etag", "row", "col",
                "benthic_attribute_id", "growth_form_id", "benthic_attribute_name", "growth_form_name", "label_id")
 #: Bytes of packed features that may stay mapped (in RSS) while training; above it, pages are dropped.
 MAPPED_BUDGET = 2 << 30
