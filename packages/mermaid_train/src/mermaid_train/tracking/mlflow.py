@@ -131,9 +131,6 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-#: MLflow's HTTP settings, set around our calls unless the user set them (``bounded``).
-_HTTP_SETTINGS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
 #: Loggers that print retries and warnings on stderr while a server is down (the error says it in one line).
 _NOISY_LOGGERS = ("mlflow", "urllib3", "requests")
 
