@@ -1,6 +1,6 @@
 -- Train/ref/val split by image: one stable hash per distinct image (never Python's salted hash()).
 -- md5_number_upper = the first 8 bytes of md5("<seed>|<site>|<source_id>|<image_id>") as a little-endian
--- uint64; the caller maps its top 53 bits to u in [0, 1) and compares u with the val and ref shares.
+-- uint64; the caller orders each stratum's images by it (split/assign.py: exact set sizes, by class).
 -- $seed is the split seed (text). Input view: images(site, source_id, image_id), distinct.
 SELECT
     site,

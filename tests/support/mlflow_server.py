@@ -105,6 +105,16 @@ class MLflowServer:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the server's process group at once (by its own pid), as a crash would; then reap it."""
+        process, self._process = self._process, None
+        if process is not None:
+            _signal_group(process.pid, signal.SIGKILL)  # its own group (start_new_session)
+            process.wait(timeout=15)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def __enter__(self) -> Self:
         self.start()
         return self

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from mermaid_data.demo.features import read_feature_file, write_feature_file
 from mermaid_train.errors import FeatureError
-from mermaid_train.features import FeatureCache, feature_uris, gather, pack
+from mermaid_train.features import FeatureCache, Pin, feature_uris, gather, pack
 from mermaid_train.features import cache as cache_mod
 from mermaid_train.features import npz as npz_mod
 from spacer.data_classes import DataLocation, ImageFeatures
@@ -29,6 +29,25 @@ def uris(train_lake, split) -> list[str]:
     return feature_uris(train_lake.lake, split.rows)["feature_uri"].unique(maintain_order=True).to_list()
 
 
+@pytest.fixture(scope="module")
+def pins(train_lake, split) -> dict[str, Pin]:
+    """URI -> what the lake's features table records about it (the key the pack caches it under)."""
+    objects = feature_uris(train_lake.lake, split.rows).unique("feature_uri")
+    return {u: Pin(s, e) for u, s, e in objects.select("feature_uri", "feature_size", "feature_etag").iter_rows()}
+
+
+def _plant(cache: FeatureCache, uri: str, pin: Pin, data: bytes) -> Path:
+    """A damaged cached copy of ``uri`` that looks like the pinned object to a stat (same size and mtime)."""
+    assert len(data) == pin.size
+    target = cache.path_for(uri, pin)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    mtime = os.stat(uri).st_mtime_ns
+    os.utime(target, ns=(mtime, mtime))
+    assert cache.is_cached(uri, pin)
+    return target
+
+
 def _pack(split, train_lake, work: Path, cache: FeatureCache, key: str = "k", allowed: float = 5.0):
     return pack(split, snapshot_id=train_lake.snapshot_id, split_key=key, cache=cache, lake=train_lake.lake,
                 work_dir=work, missing_allowed_pct=allowed)
@@ -37,7 +56,7 @@ def _pack(split, train_lake, work: Path, cache: FeatureCache, key: str = "k", al
 def _nothing_half_written(work: Path) -> None:
     root = work / "packed"
     leftovers = [p for p in root.rglob("*") if p.is_dir()] if root.exists() else []
-    assert all(p.name != "k" and not p.name.startswith(".tmp-") for p in leftovers), leftovers
+    assert all(not p.name.startswith(("k-", ".tmp-")) for p in leftovers), leftovers
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +88,7 @@ def test_leftover_part_file_is_ignored_and_redone(uris, tmp_path: Path) -> None:
 
 def test_failed_copy_leaves_no_file_behind(uris, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug pinned: a copy that dies half-way must leave neither the cache file nor a .part file."""
-    def half_then_fail(source: Path, part: Path) -> None:
+    def half_then_fail(source: Path, part: Path, pin=None) -> None:
         part.write_bytes(source.read_bytes()[:100])
         raise OSError("disk on fire")
 
@@ -161,12 +180,10 @@ def test_second_pack_reuses_the_arrays_without_reading_features(train_lake, spli
     assert second_s < first_s, (first_s, second_s)
 
 
-def test_corrupt_feature_file_names_the_file_and_writes_nothing(train_lake, split, uris, tmp_path: Path) -> None:
+def test_corrupt_feature_file_names_the_file_and_writes_nothing(train_lake, split, uris, pins, tmp_path: Path) -> None:
     """Bug pinned: a corrupt feature file crashing with a zipfile traceback, or leaving a half pack."""
     cache = FeatureCache(tmp_path / "cache")
-    bad = cache.path_for(uris[3])
-    bad.parent.mkdir(parents=True)
-    bad.write_bytes(b"this is not a feature file at all")
+    bad = _plant(cache, uris[3], pins[uris[3]], b"this is not a feature file at all".ljust(pins[uris[3]].size, b"!"))
     with pytest.raises(FeatureError, match="corrupt or truncated feature file") as info:
         _pack(split, train_lake, tmp_path / "work", cache)
     assert uris[3] in str(info.value) and "Fix:" in str(info.value)
@@ -174,32 +191,38 @@ def test_corrupt_feature_file_names_the_file_and_writes_nothing(train_lake, spli
     assert not bad.exists()  # removed so that a re-run fetches it again
 
 
-def test_truncated_feature_file_is_a_feature_error(train_lake, split, uris, tmp_path: Path) -> None:
+def test_truncated_cached_copy_is_fetched_again(train_lake, split, uris, pins, tmp_path: Path) -> None:
+    """Bug pinned: a cached copy that is not the pinned object (another size) taken as complete."""
     cache = FeatureCache(tmp_path / "cache")
-    bad = cache.path_for(uris[0])
+    bad = cache.path_for(uris[0], pins[uris[0]])
     bad.parent.mkdir(parents=True)
     data = Path(uris[0]).read_bytes()
     bad.write_bytes(data[: len(data) // 2])
+    assert not cache.is_cached(uris[0], pins[uris[0]])
+    packed = _pack(split, train_lake, tmp_path / "work", cache)
+    assert packed.info["fetch"]["fetched"] == packed.info["fetch"]["requested"] and bad.read_bytes() == data
+
+
+def test_truncated_feature_file_is_a_feature_error(uris, tmp_path: Path) -> None:
+    data = Path(uris[0]).read_bytes()
+    cut = tmp_path / "cut.featurevector"
+    cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(FeatureError, match="corrupt or truncated") as info:
-        _pack(split, train_lake, tmp_path / "work", cache)
-    assert uris[0] in str(info.value)
-    _nothing_half_written(tmp_path / "work")
+        npz_mod.read_points(cut, uris[0], np.array([0]), np.array([0]))
+    assert uris[0] in str(info.value) and not cut.exists()
 
 
 def test_feature_file_missing_an_annotated_point(train_lake, split, uris, tmp_path: Path) -> None:
     """Bug pinned: annotations naming a point the feature file lacks (pyspacer's RowColumnMismatchError)."""
-    cache = FeatureCache(tmp_path / "cache")
     rows, cols, feat = read_feature_file(uris[1])
     rows_of_image = feature_uris(train_lake.lake, split.rows).filter(pl.col("feature_uri") == uris[1])
     r, c = rows_of_image["row"][0], rows_of_image["col"][0]
     keep = ~((rows == r) & (cols == c))
-    target = cache.path_for(uris[1])
-    target.parent.mkdir(parents=True)
+    target = tmp_path / "fewer.featurevector"
     write_feature_file(target, rows[keep], cols[keep], feat[keep])
     with pytest.raises(FeatureError, match=rf"no point at \(row, col\) = \({r}, {c}\)") as info:
-        _pack(split, train_lake, tmp_path / "work", cache)
+        npz_mod.read_points(target, uris[1], rows_of_image["row"].to_numpy(), rows_of_image["col"].to_numpy())
     assert uris[1] in str(info.value)
-    _nothing_half_written(tmp_path / "work")
 
 
 def test_duplicate_points_get_their_identical_vector(tmp_path: Path) -> None:
@@ -262,17 +285,16 @@ def test_load_npz_reads_what_np_load_reads(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(ours[key], expected[key])
 
 
-def test_bit_flip_in_a_feature_file_is_caught(train_lake, split, uris, tmp_path: Path) -> None:
+def test_bit_flip_in_a_feature_file_is_caught(train_lake, split, uris, pins, tmp_path: Path) -> None:
     """Bug pinned: a damaged feature file that still inflates being packed with wrong vectors (CRC-32 check)."""
     cache = FeatureCache(tmp_path / "cache")
-    bad = cache.path_for(uris[2])
-    bad.parent.mkdir(parents=True)
     data = bytearray(Path(uris[2]).read_bytes())
     data[len(data) // 3] ^= 0x01
-    bad.write_bytes(bytes(data))
+    _plant(cache, uris[2], pins[uris[2]], bytes(data))
     with pytest.raises(FeatureError, match="corrupt or truncated") as info:
         _pack(split, train_lake, tmp_path / "work", cache)
     assert uris[2] in str(info.value)
+    _nothing_half_written(tmp_path / "work")
 
 
 def test_float16_pack_holds_the_float32_vectors_halved(train_lake, split, train_packed, tmp_path: Path) -> None:
@@ -281,7 +303,7 @@ def test_float16_pack_holds_the_float32_vectors_halved(train_lake, split, train_
     half = pack(split, snapshot_id=train_lake.snapshot_id, split_key="k", dtype="float16",
                 cache=FeatureCache(tmp_path / "cache"), lake=train_lake.lake, work_dir=tmp_path / "work",
                 missing_allowed_pct=5.0)
-    assert half.directory.name == "k-f16" and (half.directory / "X.f16").is_file()
+    assert half.directory.name.startswith("k-f16-") and (half.directory / "X.f16").is_file()
     assert half.dtype == "float16" and half.x.nbytes * 2 == full.x.nbytes
     assert half.rows["annotation_id"].equals(full.rows["annotation_id"]) and np.array_equal(half.y, full.y)
     np.testing.assert_array_equal(np.asarray(half.x), np.asarray(full.x).astype(np.float16))

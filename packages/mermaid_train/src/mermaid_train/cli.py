@@ -44,7 +44,7 @@ def run(
     model_name: Annotated[str | None, typer.Option("--model-name", help="Registered model name; the date/time is appended")] = None,
     annotations_to_log: Annotated[str | None, typer.Option("--annotations-to-log", help="all | s<source id> | i<image id>")] = None,
     missing_features_allowed: Annotated[float | None, typer.Option("--missing-features-allowed", help="Percent of annotations allowed to lack features")] = None,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where --no-mlflow runs go (default ./runs)")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where --no-mlflow runs go, and MLflow runs whose logging failed (default ./runs)")] = None,
 ) -> None:
     """Train a classifier from a snapshot ID and print its metrics."""
     from mermaid_data.progress import default_progress
@@ -103,6 +103,57 @@ def demo(
     from mermaid_train.demo import run_demo
 
     run_demo(workdir, scale=scale, seed=seed, epochs=epochs)
+
+
+@app.command("log")
+def log_command(
+    run_folder: Annotated[Path, typer.Argument(help="A run folder kept after MLflow logging failed (the error names it)")],
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="Default: where the failed attempt logged to")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Default: the failed attempt's experiment")] = None,
+) -> None:
+    """Log a trained run whose MLflow logging failed (the model, metrics and reports in its folder)."""
+    from mermaid_data.progress import default_progress
+
+    from mermaid_train.output import print_result
+    from mermaid_train.tracking.pending import log_later
+
+    print_result(log_later(run_folder, tracking_uri=tracking_uri, experiment=experiment, progress=default_progress()))
+
+
+@app.command()
+def cleanup(
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Default: MERMAID_TRAIN_CACHE_DIR (~/.cache/mermaid-train)")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Default: MERMAID_RUNS_DIR (./runs)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="Default: MLFLOW_TRACKING_URI or ./mlflow.db (if it exists)")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs (default: every experiment)")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Also mark dead trainers' RUNNING runs FAILED")] = True,
+) -> None:
+    """Remove what killed trainers left (packs, scratch folders) and fail their RUNNING MLflow runs; never a live one's."""
+    from dataclasses import replace
+
+    from mermaid_train import leftovers
+    from mermaid_train.options import get_train_settings
+    from mermaid_train.output import print_cleanup
+    from mermaid_train.tracking.mlflow import (
+        bounded,
+        check_tracking,
+        default_tracking_uri,
+        fail_orphaned_runs,
+        resolve_tracking_uri,
+        within,
+    )
+
+    settings = get_train_settings()
+    report = leftovers.clean(cache_dir=(cache_dir or Path(settings.cache_dir)).expanduser(),
+                             runs_dir=(runs_dir or Path(settings.runs_dir)).expanduser())
+    uri = resolve_tracking_uri(tracking_uri)
+    if mlflow and not (uri == default_tracking_uri() and not Path.cwd().joinpath("mlflow.db").exists()):
+        check_tracking(uri, experiment or "Default")
+        with bounded():
+            failed = within(settings.tracking_deadline_s, lambda: fail_orphaned_runs(uri, experiment),
+                            "marking orphaned runs FAILED", uri)
+        report = replace(report, failed_runs=list(failed))
+    print_cleanup(report)
 
 
 if __name__ == "__main__":  # pragma: no cover

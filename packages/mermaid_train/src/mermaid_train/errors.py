@@ -27,3 +27,17 @@ class TrainConfigError(MermaidTrainError):
 
 class TrackingError(MermaidTrainError):
     """The MLflow tracking server or model registry cannot be used (unreachable, bad model name, ...)."""
+
+
+class LoggingFailed(TrackingError):
+    """Logging a trained run to MLflow failed or ran out of time (``tracking.mlflow.log_run``).
+
+    ``run_id`` is the MLflow run it had created (or None), ``marked_failed`` whether that run could be
+    marked FAILED; whoever catches it says where the trained model is kept and how to log it later.
+    """
+
+    def __init__(self, problem: str, *, where: str, run_id: str | None, marked_failed: bool,
+                 fix: str = "once the tracking server answers, train and log the run again") -> None:
+        self.run_id = run_id
+        self.marked_failed = marked_failed
+        super().__init__(problem, where=where, fix=fix)

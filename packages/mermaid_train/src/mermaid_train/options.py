@@ -53,6 +53,10 @@ class TrainSettings(BaseSettings):
     runs_dir: str = Field(default="./runs", validation_alias="MERMAID_RUNS_DIR")
     cache_dir: str = Field(default="~/.cache/mermaid-train", validation_alias="MERMAID_TRAIN_CACHE_DIR")
     tracking_timeout_s: float = Field(default=3.0, validation_alias="MERMAID_TRACKING_TIMEOUT_S")
+    # every MLflow request while logging: its timeout and retries, and a deadline for the whole logging
+    tracking_request_timeout_s: float = Field(default=20.0, gt=0, validation_alias="MERMAID_TRACKING_REQUEST_TIMEOUT_S")
+    tracking_retries: int = Field(default=1, ge=0, validation_alias="MERMAID_TRACKING_RETRIES")
+    tracking_deadline_s: float = Field(default=900.0, gt=0, validation_alias="MERMAID_TRACKING_DEADLINE_S")
     fetch_workers: int = Field(default=DEFAULT_FETCH_WORKERS, ge=1, validation_alias="MERMAID_FEATURE_FETCH_WORKERS")
 
 

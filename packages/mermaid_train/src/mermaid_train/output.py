@@ -93,3 +93,15 @@ def print_comparison(result: dict) -> None:
         console.print("per-label F1, largest differences first:")
         write_frame(f1.with_columns([f1[c].round(4) for c in f1.columns if c.startswith(("f1_", "delta"))]),
                     "table", None)
+
+
+def print_cleanup(report) -> None:
+    """``cleanup``: what was removed and failed, and what a live process still owns."""
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+    if not report.removed and not report.failed_runs:
+        console.print("nothing to clean: no leftovers of dead trainers", highlight=False)
+    elif report.removed:
+        console.print(f"freed {report.removed_bytes / 1e6:,.1f} MB", highlight=False)
+    for folder in report.kept_live:
+        console.print(f"kept {folder} (a live process's, or too new to judge)", highlight=False, soft_wrap=True)

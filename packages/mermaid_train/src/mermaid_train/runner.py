@@ -25,8 +25,8 @@ from mermaid_data.lake import Lake
 from mermaid_data.progress import Progress, SilentProgress
 from spacer.messages import TrainClassifierReturnMsg
 
-from mermaid_train import runfolder
-from mermaid_train.errors import TrainConfigError
+from mermaid_train import leftovers, runfolder
+from mermaid_train.errors import LoggingFailed, TrackingError, TrainConfigError
 from mermaid_train.options import (
     TIMESTAMP_FORMAT,
     AnnotationsSelection,
@@ -114,9 +114,17 @@ class TrainingRunner:
         """Train and write the run folder; return ``(return_msg, model_loc)``."""
         self.preflight()
         check_runs_dir(self.runs_dir)
+        self.reclaim_leftovers()
         result = self._train(self._out_dir())
         self._finish(result)
         return result.return_msg(), str(result.model_path)
+
+    def reclaim_leftovers(self) -> leftovers.CleanupReport:
+        """Remove what dead trainers left (packs, scratch and partial run folders; ``mermaid_train.leftovers``)."""
+        report = leftovers.clean(cache_dir=self.cache_dir, runs_dir=self.runs_dir)
+        for line in report.lines():
+            self.progress.log(line)
+        return report
 
     def _finish(self, result: RunResult) -> None:
         self.result = result
@@ -167,12 +175,13 @@ class TrainingRunner:
                 packed = pack(split, snapshot_id=sid, split_key=f"{recipe.split}-seed{recipe.seed}-ref{ref:g}-val{val:g}",
                               cache=FeatureCache(self.cache_dir / "features", workers=self.fetch_workers),
                               lake=lake, work_dir=self.cache_dir, missing_allowed_pct=data.missing_allowed_pct(),
-                              dtype=recipe.pack_dtype, progress=self.progress)
+                              dtype=recipe.pack_dtype, progress=self.progress, manifest=manifest)
             subsample = None
             if recipe.subsample is not None:
                 with prof.section("subsample"):
                     subsample = subsample_train(packed.rows, recipe.subsample, packed.classes)
             work.mkdir(parents=True)
+            leftovers.write_owner(work, "mermaid-train run")
             with prof.section("train"):
                 outcome = train(packed, recipe, train_indices=None if subsample is None else subsample.kept,
                                 previous_model_locs=self.training_options.previous_model_locs, out_dir=work,
@@ -222,6 +231,7 @@ class TrainingRunner:
             files["train_summary.yaml"] = runfolder.write_summary(
                 work / "train_summary.yaml", runfolder.summary(result, outcome, packed))
             out_dir.parent.mkdir(parents=True, exist_ok=True)
+            (work / leftovers.OWNER_FILE).unlink()
             os.replace(work, out_dir)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
@@ -332,21 +342,74 @@ class MLflowTrainingRunner(TrainingRunner):
         self.tracking_uri = resolve_tracking_uri(self.mlflow_options.tracking_uri)
         check_tracking(self.tracking_uri, self.mlflow_options.resolved_experiment())
 
+    def reclaim_leftovers(self) -> leftovers.CleanupReport:
+        """Also mark FAILED the RUNNING runs of this experiment whose trainer died (a few seconds at most)."""
+        from mermaid_train.tracking.mlflow import bounded, fail_orphaned_runs, within
+
+        report = super().reclaim_leftovers()
+        uri, experiment = self.tracking_uri or "", self.mlflow_options.resolved_experiment()
+        try:
+            with bounded(5, 0):
+                failed = within(15, lambda: fail_orphaned_runs(uri, experiment), "marking orphaned runs", uri)
+        except Exception:  # noqa: BLE001 - never a reason not to train; `mermaid-train cleanup` retries
+            failed = []
+        for run_id in failed:
+            self.progress.log(f"marked MLflow run {run_id} FAILED (its trainer died while logging)")
+        return replace(report, failed_runs=list(failed))
+
     def run(self) -> tuple[TrainClassifierReturnMsg, str]:
+        """Train in a scratch folder, log it, remove it. If logging fails, the run folder is kept in
+        ``runs_dir`` (with what ``mermaid-train log`` needs) and the one-line error says where."""
         from mermaid_train.tracking.mlflow import log_run
 
         self.preflight()
-        scratch = Path(tempfile.mkdtemp(prefix="mermaid-train-"))
+        check_runs_dir(self.runs_dir)
+        self.reclaim_leftovers()
+        scratch = Path(tempfile.mkdtemp(prefix=leftovers.SCRATCH_PREFIX))
+        leftovers.write_owner(scratch, "mermaid-train run")
         try:
             result = self._train(scratch / (self.run_name or "run"))
-            logged = log_run(result, tracking_uri=self.tracking_uri, experiment=self.mlflow_options.resolved_experiment(),
-                             model_name=self.model_name, register=self.mlflow_options.register_model,
-                             progress=self.progress)
+            try:
+                logged = log_run(result, tracking_uri=self.tracking_uri, experiment=self.mlflow_options.resolved_experiment(),
+                                 model_name=self.model_name, register=self.mlflow_options.register_model,
+                                 progress=self.progress)
+            except LoggingFailed as exc:
+                raise self._keep(result, exc) from None
+            except BaseException as exc:  # interrupted while logging: the trained model is kept too
+                self.progress.log(str(self._keep(result, exc)))
+                raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         result = replace(result, model_path=None, files={}, **logged)  # the files live in MLflow now
         self._finish(result)
         return result.return_msg(), result.classifier_uri or result.model_uri or ""
+
+    def _keep(self, result: RunResult, exc: BaseException) -> TrackingError:
+        """Move the trained run folder to ``runs_dir`` with a record to log it later; the error to raise."""
+        from mermaid_train.tracking import pending
+
+        target = self._out_dir()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # moved (maybe copied: the temp folder can be another file system) under a partial name with its
+        # owner recorded, then renamed: a trainer killed while moving leaves a leftover, not half a run
+        partial = target.with_name(f".{target.name}{leftovers.PARTIAL_SUFFIX}")
+        shutil.move(str(result.out_dir), str(partial))
+        leftovers.write_owner(partial, "mermaid-train run")
+        kept = replace(result, out_dir=target, model_path=target / Path(result.model_path).name,
+                       files={name: target / Path(path).relative_to(result.out_dir) for name, path in result.files.items()})
+        failed = exc.run_id if isinstance(exc, LoggingFailed) else None
+        problem = exc.problem if isinstance(exc, LoggingFailed) else f"logging to MLflow was interrupted ({type(exc).__name__})"
+        pending.save(partial, pending.PendingLog(kept, self.tracking_uri or "", self.mlflow_options.resolved_experiment(),
+                                                 self.model_name or "", self.mlflow_options.register_model, failed, problem))
+        (partial / leftovers.OWNER_FILE).unlink()
+        os.replace(partial, target)
+        self._finish(kept)
+        return TrackingError(
+            f"{problem}; the trained model and reports are kept in {target} (classifier: {kept.model_path})",
+            where=self.tracking_uri,
+            fix=f"once the tracking server answers, log them with `mermaid-train log {target}` "
+            "(add --tracking-uri URI to log them elsewhere)",
+        )
 
 
 __all__ = ["MLflowTrainingRunner", "RunResult", "TrainingRunner", "check_previous_models", "check_runs_dir"]

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,7 @@ import polars as pl
 
 from mermaid_data import duck, health, locks, storage
 from mermaid_data.errors import ConfigError, MermaidDataError, SnapshotError
-from mermaid_data.lake import Lake
+from mermaid_data.lake import Lake, LakeVersion
 from mermaid_data.snapshot.build import (
     MANIFEST_FILE,
     ROWS_FILE,
@@ -35,7 +36,7 @@ from mermaid_data.snapshot.build import (
 )
 from mermaid_data.snapshot.recipe import ID_PREFIX, Recipe, current_sql_hashes
 from mermaid_data.sqlfiles import sql_literal
-from mermaid_data.tables import SNAPSHOTS, TABLES
+from mermaid_data.tables import SNAPSHOTS, SOURCES, TABLES
 
 
 def published_ids(lake: Lake) -> list[str]:
@@ -112,16 +113,7 @@ def verify(location: str, lake: Lake | None = None) -> dict:
             problems.append(f"catalog: the lake's snapshots table has no row for {sid}")
         elif any(r["content_sha256"] != data["content_sha256"] for r in rows):
             problems.append(f"catalog: the snapshots table records another content_sha256 for {sid}")
-    for name, expected in sorted(data["files"].items()):
-        target = uri.join(name)
-        try:
-            actual = (storage.sha256_file(Path(target.key)) if not target.is_s3
-                      else hashlib.sha256(storage.read_bytes(target)).hexdigest())
-        except FileNotFoundError:
-            problems.append(f"{name}: missing")
-            continue
-        if actual != expected:
-            problems.append(f"{name}: SHA-256 {actual[:12]}… differs from the manifest's {expected[:12]}…")
+    problems += file_problems(uri, data)
     if not any(p.startswith(ROWS_FILE) for p in problems):
         con = duck.connect(s3=uri.is_s3)
         try:
@@ -135,6 +127,36 @@ def verify(location: str, lake: Lake | None = None) -> dict:
         if digest is not None and digest["content_sha256"] != data["content_sha256"]:
             problems.append("rows: content digest differs from the manifest's content_sha256")
     return {"ok": not problems, "problems": problems, "snapshot_id": sid}
+
+
+def file_problems(folder: storage.Uri, data: dict, names=None, *, contents: dict[str, bytes] | None = None) -> list[str]:
+    """The files of a snapshot folder that differ from its manifest ``data`` (SHA-256 per file): one
+    ``"<name>: missing"`` or ``"<name>: SHA-256 … differs from the manifest's …"`` each.
+
+    ``names`` limits the check to those files (default: every file the manifest lists); ``contents``
+    gives bytes already read (an S3 object is then not downloaded twice).
+    """
+    problems = []
+    wanted = sorted(data["files"]) if names is None else list(names)
+    for name in wanted:
+        expected = data["files"].get(name)
+        if expected is None:
+            problems.append(f"{name}: not listed in the manifest")
+            continue
+        target = folder.join(name)
+        try:
+            if contents is not None and name in contents:
+                actual = hashlib.sha256(contents[name]).hexdigest()
+            elif not target.is_s3:
+                actual = storage.sha256_file(Path(target.key))
+            else:
+                actual = hashlib.sha256(storage.read_bytes(target)).hexdigest()
+        except FileNotFoundError:
+            problems.append(f"{name}: missing")
+            continue
+        if actual != expected:
+            problems.append(f"{name}: SHA-256 {actual[:12]}… differs from the manifest's {expected[:12]}…")
+    return problems
 
 
 def rebuild(lake: Lake, snapshot_id: str) -> dict:
@@ -307,14 +329,40 @@ def _check_export_target(lake: Lake, target: storage.Uri) -> None:
             raise _export_refused(target, f"is inside the lake {ancestor}")
 
 
+def snapshot_lake_version(lake: Lake, data: dict, versions: list[LakeVersion] | None = None) -> LakeVersion | None:
+    """The lake version snapshot ``data`` (its manifest) was built on: the last one committed at or before
+    the snapshot's creation whose table versions are those its recipe pins (else the first such one);
+    None if no lake version has them. It also pins ``sources`` (where each source's feature files were),
+    which the recipe does not hash."""
+    pinned = {table: int(version) for table, version in data["recipe"]["input_versions"].items()}
+    candidates = [v for v in (lake.lake_versions() if versions is None else versions)
+                  if all(v.tables.get(table) == version for table, version in pinned.items())]
+    if not candidates:
+        return None
+    try:
+        created = datetime.fromisoformat(str(data.get("created_at")))
+    except ValueError:
+        return candidates[0]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    before = [v for v in candidates if v.committed_at <= created]
+    return before[-1] if before else candidates[0]
+
+
 def pinned_versions(lake: Lake) -> dict[str, set[int]]:
-    """Every Delta version some published snapshot pins, per table (a damaged manifest raises:
-    what it pins cannot be known)."""
+    """Every Delta version some published snapshot pins, per table, and the ``sources`` version of the
+    lake version each was built on (training reads the feature roots there) — a damaged manifest raises:
+    what it pins cannot be known."""
     pins: dict[str, set[int]] = {}
+    versions: list[LakeVersion] | None = None
     for sid in published_ids(lake):
         data = read_manifest(snapshot_uri(lake, sid))
         for table, version in data["recipe"]["input_versions"].items():
             pins.setdefault(table, set()).add(int(version))
+        versions = lake.lake_versions() if versions is None else versions
+        built_on = snapshot_lake_version(lake, data, versions)
+        if built_on is not None:
+            pins.setdefault(SOURCES.name, set()).add(built_on.number)
     return pins
 
 

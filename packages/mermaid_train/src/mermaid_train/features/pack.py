@@ -1,8 +1,9 @@
 """Packed point features: one array per snapshot + split, read by memory map while training.
 
-``pack`` fetches the split's feature files into the cache, reads every needed file exactly once
-(threads: zlib releases the GIL), and writes the annotated points' vectors into
-``<work_dir>/packed/<snapshot_id>/<split_key>/``:
+``pack`` fetches the split's feature files into the cache (each object as the snapshot pinned it:
+``features.pinned``), reads every needed file exactly once (threads: zlib releases the GIL), and writes
+the annotated points' vectors into ``<work_dir>/packed/<snapshot_id>/<split_key>-<identity>/`` (the
+identity digests the snapshot's content, the split and every feature object's URI, size and ETag):
 
 ================  ==================================================================================
 ``X.f32``/``.f16`` ``[n, dim]`` float32 (or float16 with ``dtype="float16"``: half the disk and I/O), row-major
@@ -13,12 +14,13 @@
 ================  ==================================================================================
 
 Rows are packed grouped by feature file (each image's vectors are one contiguous ``pwrite``, so packing
-never maps the whole array into memory). A second ``pack`` with the same key opens the folder without
-reading any feature file. ``gather`` reads rows back as float32 in ascending file order.
+never maps the whole array into memory). A second ``pack`` of the same rows and feature objects opens
+the folder without reading any feature file. ``gather`` reads rows back as float32 in ascending file order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -35,34 +37,28 @@ import polars as pl
 from mermaid_data.lake import Lake
 from mermaid_data.progress import Progress, SilentProgress
 
+from mermaid_train import leftovers
 from mermaid_train.errors import FeatureError, TrainConfigError, TrainDataError
-from mermaid_train.features.cache import FeatureCache
+from mermaid_train.features.cache import FeatureCache, Pin
 from mermaid_train.features.npz import read_points
+from mermaid_train.features.pinned import feature_objects, objects_digest
 from mermaid_train.split import SPLIT_CODES, SplitResult
 
-PACK_FORMAT = 2
+PACK_FORMAT = 4  # 4: rows.parquet keeps each file's pin (feature_size, feature_etag)
 DONE_FILE = "done.json"
 PACK_DTYPES = {"float32": ("X.f32", np.float32), "float16": ("X.f16", np.float16)}
-ROW_COLUMNS = ("split", "class_key", "annotation_id", "image_id", "source_id", "site", "feature_uri", "row", "col",
+ROW_COLUMNS = ("split", "class_key", "annotation_id", "image_id", "source_id", "site", "feature_uri", "feature_size",
+               "feature_etag", "row", "col",
                "benthic_attribute_id", "growth_form_id", "benthic_attribute_name", "growth_form_name", "label_id")
 #: Bytes of packed features that may stay mapped (in RSS) while training; above it, pages are dropped.
 MAPPED_BUDGET = 2 << 30
 
 
-def feature_uris(lake: Lake, rows: pl.DataFrame) -> pl.DataFrame:
-    """``rows`` plus ``feature_uri`` = the source's ``root_uri`` + "/" + ``feature_key`` (null if unknown)."""
-    table = lake.read("sources", ["site", "source_id", "root_uri"])
-    if table is None:
-        sources = pl.DataFrame(schema={"site": pl.String, "source_id": pl.String, "root_uri": pl.String})
-    else:
-        sources = pl.from_arrow(table)
-    sources = sources.unique(["site", "source_id"], keep="last").rename({"root_uri": "__root_uri"})
-    joined = rows.drop("feature_uri", strict=False).join(
-        sources, on=["site", "source_id"], how="left", maintain_order="left")
-    return joined.with_columns(
-        (pl.col("__root_uri").str.strip_chars_end("/") + "/" + pl.col("feature_key").str.strip_chars_start("/"))
-        .alias("feature_uri")
-    ).drop("__root_uri")
+def feature_uris(lake: Lake, rows: pl.DataFrame, manifest: dict | None = None) -> pl.DataFrame:
+    """``rows`` plus ``feature_uri`` (the source's ``root_uri`` + "/" + ``feature_key``, null if unknown),
+    ``feature_size`` and ``feature_etag``: as the snapshot of ``manifest`` pinned them (its lake version's
+    ``sources``, its ``features`` version; see ``features.pinned``), else the lake's latest version."""
+    return feature_objects(lake, rows, manifest)
 
 
 @dataclass(frozen=True)
@@ -164,31 +160,45 @@ def pack(
     dtype: str = "float32",
     progress: Progress | None = None,
     read_workers: int | None = None,
+    manifest: dict | None = None,
 ) -> PackedData:
     """Fetch and pack the split's point features once; a second call with the same key just opens them.
 
-    The folder is ``packed/<snapshot_id>/<split_key>`` (``-f16`` appended for float16).
+    The folder is ``packed/<snapshot_id>/<split_key>[-f16]-<identity>``: ``identity`` is a digest of the
+    snapshot's content (``manifest``'s ``content_sha256``), the split key, the dtype and every feature
+    object the rows name as the lake pins it (URI, size, ETag), so a pack is reused only for the same
+    rows read from the same feature objects (another lake holding a snapshot of the same ID, or a feature
+    file replaced since, packs anew). A pack that lacked some feature files is not reused either.
     """
     if dtype not in PACK_DTYPES:
         raise TrainConfigError(f"pack dtype {dtype!r} is not one of {', '.join(PACK_DTYPES)}",
                                fix="pass pack_dtype='float32' (default) or 'float16'")
     progress = progress or SilentProgress()
+    started = time.perf_counter()
+    rows = feature_uris(lake, split.rows, manifest)
+    objects = objects_digest(rows)
+    identity = hashlib.sha256("\n".join((
+        str(PACK_FORMAT), snapshot_id, str((manifest or {}).get("content_sha256", "")), split_key, dtype, objects,
+        ",".join(split.classes))).encode("utf-8")).hexdigest()
     key = split_key if dtype == "float32" else f"{split_key}-f16"
-    directory = Path(work_dir) / "packed" / snapshot_id / key
+    directory = Path(work_dir) / "packed" / snapshot_id / f"{key}-{identity[:12]}"
     if (directory / DONE_FILE).is_file():
         packed = open_packed(directory)
         if (packed.classes == list(split.classes) and packed.info.get("split_rows") == split.rows.height
-                and packed.info.get("format") == PACK_FORMAT):
+                and packed.info.get("format") == PACK_FORMAT and packed.info.get("identity") == identity
+                and not packed.info.get("missing_feature_file_count")):
             return packed
-        shutil.rmtree(directory)  # a different split (or an older format) under the same key: rebuild
+        shutil.rmtree(directory)  # an older format, or a pack that lacked feature files: rebuild
     elif directory.exists():
         shutil.rmtree(directory)  # never completed
-    started = time.perf_counter()
 
-    rows = feature_uris(lake, split.rows)
     total = rows.height
-    uris = rows["feature_uri"].drop_nulls().unique(maintain_order=True).to_list()
-    report = cache.fetch(uris, progress=progress)
+    unique = rows.select("feature_uri", "feature_size", "feature_etag").unique("feature_uri", maintain_order=True) \
+        .filter(pl.col("feature_uri").is_not_null())
+    uris = unique["feature_uri"].to_list()
+    pins = {uri: Pin(int(size), str(etag)) for uri, size, etag in unique.iter_rows() if size is not None
+            and etag is not None}
+    report = cache.fetch(uris, pins=pins, progress=progress)
     fetch_s = time.perf_counter() - started
 
     bad = rows["feature_uri"].is_null() | rows["feature_uri"].is_in(report.missing)
@@ -228,11 +238,12 @@ def pack(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    leftovers.write_owner(tmp, "pack")  # a killed pack's folder is reclaimed by the next run (leftovers.clean)
     try:
         def points(i: int, dim: int | None = None) -> np.ndarray:
             a, b = int(starts[i]), int(ends[i])
-            return read_points(cache.path_for(file_uris[i]), file_uris[i], point_rows[a:b], point_cols[a:b],
-                               dim=dim, dtype=np_dtype)
+            return read_points(cache.path_for(file_uris[i], pins.get(file_uris[i])), file_uris[i], point_rows[a:b],
+                               point_cols[a:b], dim=dim, dtype=np_dtype)
 
         first = points(0)  # the first file gives the feature dimension (and fails early if corrupt)
         dim = first.shape[1]
@@ -259,6 +270,8 @@ def pack(
             "format": PACK_FORMAT,
             "snapshot_id": snapshot_id,
             "split_key": split_key,
+            "identity": identity,
+            "feature_objects_sha256": objects,
             "dtype": dtype,
             "n": n,
             "dim": int(dim),
@@ -276,6 +289,7 @@ def pack(
             "pack_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / DONE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (tmp / leftovers.OWNER_FILE).unlink()
         try:
             os.rename(tmp, directory)
         except OSError:

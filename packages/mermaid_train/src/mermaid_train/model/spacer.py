@@ -51,7 +51,7 @@ from spacer.tasks import train_classifier
 from spacer.train_classifier import ClassifierTrainer, MiniBatchTrainer
 
 from mermaid_train.errors import TrainConfigError, TrainDataError
-from mermaid_train.features.cache import FeatureCache
+from mermaid_train.features.cache import FeatureCache, Pin
 from mermaid_train.features.pack import PackedData, advise, gather
 from mermaid_train.metrics.classification import balanced_accuracy
 from mermaid_train.model import balance, export
@@ -417,12 +417,18 @@ def _stock_labels(packed: PackedData, train_indices: np.ndarray | None):
                              fix="re-pack with this version (delete the packed folder)")
     cache = FeatureCache(Path(cache_dir))
     rows = packed.rows
+    if "feature_etag" not in rows.columns:
+        raise TrainDataError("the packed folder does not record its feature files' pins", where=str(packed.directory),
+                             fix="re-pack with this version (delete the packed folder)")
     if train_indices is not None:
         keep = np.ones(len(packed), dtype=bool)
         keep[packed.indices("train")] = False
         keep[train_indices] = True
         rows = rows.filter(pl.Series(keep))
-    return stock_task_labels(rows, lambda uri: DataLocation("filesystem", str(cache.path_for(uri))))
+    # each file where the pack fetched it: cached under its pin (URI, size, ETag; features.cache)
+    pins = {uri: None if size is None or etag is None else Pin(int(size), str(etag)) for uri, size, etag in
+            rows.select("feature_uri", "feature_size", "feature_etag").unique("feature_uri").iter_rows()}
+    return stock_task_labels(rows, lambda uri: DataLocation("filesystem", str(cache.path_for(uri, pins[uri]))))
 
 
 def stock_task_labels(rows: pl.DataFrame, location_of) -> tuple[TrainingTaskLabels, dict[str, list[float]]]:

@@ -3,12 +3,24 @@
 Two modes:
 
 ``images`` (default)
-    Every image goes to exactly one set, so no image's points straddle two sets. The set is chosen by a
-    stable hash: ``md5("<seed>|<site>|<source_id>|<image_id>")`` (computed by DuckDB over the distinct
-    images, never Python's salted ``hash()``); its first 8 bytes read as a little-endian integer ``h`` give
-    ``u = (h >> 11) / 2**53`` in [0, 1): ``u < val`` is val, ``u < val + ref`` is ref, the rest is train.
-    The same snapshot and seed always give the same split, and adding images to a snapshot never moves
-    the existing ones.
+    Every image goes to exactly one set, so no image's points straddle two sets, and the sets get their
+    exact sizes: of ``n`` images, ``round(n * ref)`` go to ref and ``round(n * val)`` to val (halves to
+    even, like Python's ``round``), the rest to train. Which images is decided by a stable hash,
+    ``md5("<seed>|<site>|<source_id>|<image_id>")`` (computed by DuckDB, never Python's salted
+    ``hash()``; its first 8 bytes as a little-endian integer), stratified by class:
+
+    1. each image's *stratum* is its rarest class (the class on the fewest images; ties by class key),
+       and within a stratum of ``n_s`` images they are ordered by the hash (``k = 0, 1, ...``);
+    2. image ``k = 0`` of every stratum is kept for train (given away only if the sets cannot be filled
+       otherwise, largest strata first);
+    3. ref first: image ``k = 1`` of every stratum of two or more images (rarest strata first), then
+       the stratum's further images in the order of ``(j + 0.5) / n_s`` over all strata (``j`` = the
+       stratum's ref images so far: proportional shares, Sainte-Laguë) until ref holds its size;
+    4. val the same way from what is left (``(j + 0.5) / n_s``, no first pick), until val holds its size.
+
+    So a class on two images has one in train and one in ref, every stratum's share of each set follows
+    its size, and the same snapshot and seed always give the same split (the row order does not matter).
+    Adding images can move others: sizes are exact, not per-image draws.
 
 ``points``
     Point-stratified like pyspacer's ``SplitMode.POINTS_STRATIFIED``: within each class, a seeded random
@@ -32,8 +44,8 @@ import numpy as np
 import polars as pl
 from mermaid_data import storage
 from mermaid_data.lake import Lake
-from mermaid_data.snapshot.build import ROWS_FILE, read_manifest, snapshot_uri
-from mermaid_data.snapshot.lifecycle import resolve
+from mermaid_data.snapshot.build import REPORTS, ROWS_FILE, read_manifest, snapshot_uri
+from mermaid_data.snapshot.lifecycle import file_problems, resolve
 from mermaid_data.sqlfiles import load_sql
 
 from mermaid_train.errors import TrainConfigError, TrainDataError
@@ -61,16 +73,33 @@ class SplitResult:
 def load_snapshot_rows(lake: Lake, snapshot_id: str) -> tuple[str, dict, pl.DataFrame]:
     """``(full snapshot ID, manifest, rows)`` of a published snapshot (an ID or a unique prefix).
 
-    An unknown ID raises ``mermaid_data.errors.SnapshotError`` listing the nearest published IDs.
+    An unknown ID raises ``mermaid_data.errors.SnapshotError`` listing the nearest published IDs. The
+    files training reads (``rows.parquet`` and the reports it copies) are checked against the manifest's
+    SHA-256s first (``snapshot verify``'s check, on the bytes read): a snapshot changed after it was
+    published is refused (``TrainDataError`` naming the file), never trained on under its old digest.
     """
     sid = resolve(lake, snapshot_id)
     where = snapshot_uri(lake, sid)
     manifest = read_manifest(where)
     rows_uri = where.join(ROWS_FILE)
-    if rows_uri.is_s3:
+    contents = {ROWS_FILE: storage.read_bytes(rows_uri)} if rows_uri.is_s3 else None
+    listed = [name for name in (ROWS_FILE, *REPORTS) if name in manifest.get("files", {})]
+    problems = file_problems(where, manifest, listed, contents=contents)
+    if problems:
+        name, _, problem = problems[0].partition(": ")
+        more = f" ({len(problems) - 1} other file(s) differ too)" if len(problems) > 1 else ""
+        raise TrainDataError(
+            f"snapshot {sid} does not match its manifest: {name} {problem}{more}; it was changed after the "
+            "snapshot was published, so training refuses it",
+            where=str(where.join(name)),
+            fix=f"run `mermaid-data snapshot verify {sid} --lake {lake.uri}` to list what differs; restore the "
+            f"folder from an export or backup, or check with `mermaid-data snapshot rebuild {sid}` that the recipe "
+            "still gives the published rows and build it again",
+        )
+    if contents is not None:
         import io
 
-        rows = pl.read_parquet(io.BytesIO(storage.read_bytes(rows_uri)))
+        rows = pl.read_parquet(io.BytesIO(contents[ROWS_FILE]))
     else:
         rows = pl.read_parquet(rows_uri.key)
     return sid, manifest, rows
@@ -150,19 +179,54 @@ def _count_line(rows: pl.DataFrame, n_classes: int) -> str:
 
 
 def _image_split(rows: pl.DataFrame, ref: float, val: float, seed: int) -> pl.Series:
-    images = rows.select(IMAGE_KEY).unique()
+    images = _image_strata(rows, seed)
+    n = images.height
+    n_ref, n_val = round(n * ref), round(n * val)  # Python's round: halves to even
+    n_s = pl.col("n_s").cast(pl.Float64)
+    # ref: the second image of every stratum of two or more (tier 0, rarest strata first), then shares
+    # (k - 1 + 0.5) / n_s (tier 1), then the images kept for train (tier 2, largest strata first)
+    ranked = images.with_columns(
+        pl.when(pl.col("k") == 0).then(2).when(pl.col("k") == 1).then(0).otherwise(1).alias("tier"),
+        pl.when(pl.col("k") == 0).then(-n_s).when(pl.col("k") == 1).then(n_s)
+        .otherwise((pl.col("k").cast(pl.Float64) - 0.5) / n_s).alias("share"),
+    )
+    order = ["tier", "share", "stratum", "k"]
+    chosen_ref = ranked.sort(order).head(n_ref).select("i")
+    rest = ranked.join(chosen_ref, on="i", how="anti").sort("stratum", "k")
+    # val: the rest of each stratum in hash order, shares (j + 0.5) / n_s; the images kept for train last
+    rest = rest.with_columns(
+        (pl.int_range(pl.len()).over("stratum") - (pl.col("k").min().over("stratum") == 0).cast(pl.Int64))
+        .alias("j"))
+    rest = rest.with_columns(
+        pl.when(pl.col("k") == 0).then(1).otherwise(0).alias("tier"),
+        pl.when(pl.col("k") == 0).then(-n_s).otherwise((pl.col("j").cast(pl.Float64) + 0.5) / n_s).alias("share"),
+    )
+    chosen_val = rest.sort(order).head(n_val).select("i")
+    assigned = np.full(n, "train", dtype=object)
+    assigned[chosen_ref["i"].to_numpy()] = "ref"
+    assigned[chosen_val["i"].to_numpy()] = "val"
+    sets = images.select(IMAGE_KEY).with_columns(pl.Series("split", assigned, dtype=pl.String))
+    return rows.select(IMAGE_KEY).join(sets, on=list(IMAGE_KEY), how="left", maintain_order="left")["split"]
+
+
+def _image_strata(rows: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """One row per image: its key, ``i`` (row number), ``stratum`` (rarest class), ``n_s``, ``k`` (hash rank)."""
+    pairs = rows.select(*IMAGE_KEY, "class_key").unique()
+    frequency = pairs.group_by("class_key").agg(pl.len().alias("class_images"))
+    strata = (pairs.join(frequency, on="class_key").sort("class_images", "class_key")
+              .unique(IMAGE_KEY, keep="first", maintain_order=True)
+              .select(*IMAGE_KEY, pl.col("class_key").alias("stratum")))
     con = duckdb.connect(config={"threads": 2})
     try:
         con.execute("SET enable_progress_bar = false")
-        con.register("images", images.to_arrow())
+        con.register("images", strata.select(IMAGE_KEY).to_arrow())
         hashed = pl.from_arrow(con.execute(load_sql("train/split_images"), {"seed": str(seed)}).to_arrow_table())
     finally:
         con.close()
-    # md5_number_upper = the digest's first 8 bytes as a little-endian uint64; its top 53 bits -> [0, 1)
-    u = (hashed["h"].to_numpy() >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-    assigned = np.where(u < val, "val", np.where(u < val + ref, "ref", "train"))
-    hashed = hashed.select(IMAGE_KEY).with_columns(pl.Series("split", assigned))
-    return rows.select(IMAGE_KEY).join(hashed, on=list(IMAGE_KEY), how="left", maintain_order="left")["split"]
+    return (strata.join(hashed, on=list(IMAGE_KEY))
+            .sort("stratum", "h", *IMAGE_KEY)
+            .with_columns(pl.int_range(pl.len()).over("stratum").alias("k"), pl.len().over("stratum").alias("n_s"))
+            .with_row_index("i"))
 
 
 def _point_split(rows: pl.DataFrame, ref: float, val: float, seed: int) -> pl.Series:

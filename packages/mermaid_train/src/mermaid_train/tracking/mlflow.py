@@ -10,24 +10,35 @@ Layout of a logged run (see docs/training.md):
 - the model: sklearn flavor (skops format, explicit pip requirements) under ``model``, registered under
   the timestamped model name;
 - the snapshot as a dataset input (name = snapshot ID, digest = its ``content_sha256``), context training.
+
+Every MLflow call while logging is bounded (``bounded``): each HTTP request by MLflow's own settings
+(``MLFLOW_HTTP_REQUEST_TIMEOUT``, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, backoff; set only around our calls,
+from ``MERMAID_TRACKING_REQUEST_TIMEOUT_S`` / ``MERMAID_TRACKING_RETRIES`` unless the user set them), and
+the whole logging by a deadline (``MERMAID_TRACKING_DEADLINE_S``). A failure raises ``LoggingFailed``
+(which run, whether it could be marked FAILED, why, in one line); the runner keeps the run folder. Each run
+is tagged with its trainer's process (``mermaid.owner``), so ``fail_orphaned_runs`` can mark the RUNNING
+runs of trainers that died FAILED.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import threading
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mermaid_data.progress import Progress, SilentProgress
 
-from mermaid_train.errors import TrackingError
+from mermaid_train.errors import LoggingFailed, TrackingError
 
 if TYPE_CHECKING:
     from mermaid_train.results import RunResult
@@ -118,6 +129,152 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+#: Loggers that print retries and warnings on stderr while a server is down (the error says it in one line).
+_NOISY_LOGGERS = ("mlflow", "urllib3", "requests")
+
+
+def _limits(timeout_s: float | None = None, retries: int | None = None) -> dict[str, str]:
+    from mermaid_train.options import get_train_settings
+
+    settings = get_train_settings()
+    wanted = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(timeout_s or settings.tracking_request_timeout_s))),
+              "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.tracking_retries if retries is None else retries),
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
+    return {k: v for k, v in wanted.items() if k not in os.environ}  # the user's own settings win
+
+
+@contextmanager
+def bounded(timeout_s: float | None = None, retries: int | None = None) -> Iterator[None]:
+    """MLflow calls in the block: each HTTP request bounded (module docstring), MLflow's retry and warning
+    lines silenced (``--debug`` / ``MERMAID_DEBUG`` keeps them), and no "View run at" lines on stdout."""
+    from mermaid_data.cli_base import debug_requested
+
+    quiet = not debug_requested()
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS] if quiet else []
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with _env(**_limits(timeout_s, retries), MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true"), \
+                warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def within(deadline_s: float, fn: Callable[[], Any], what: str, where: str, on_timeout: Callable[[], None] | None = None):
+    """``fn()`` on a daemon thread, waited for at most ``deadline_s``; its exception is re-raised here. On
+    time-out ``on_timeout`` runs (so the thread can stop at its next step) and ``TrackingError`` is raised."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"mlflow-{what}", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        if on_timeout is not None:
+            on_timeout()
+        raise TrackingError(f"{what} did not finish within {deadline_s:g}s (MERMAID_TRACKING_DEADLINE_S)",
+                            where=where, fix=FIX_SERVER)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a call failed, short: a connection that was refused or timed out anywhere in the chain (MLflow
+    wraps requests' errors in a long ``MlflowException``), else the exception's first line."""
+    import requests
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, requests.exceptions.Timeout):
+            return "the server does not answer: the request timed out"
+        if isinstance(seen, requests.exceptions.ConnectionError):
+            return "the server does not answer: connection refused or reset"
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(exc)
+
+
+def owner_tag() -> str:
+    """This process, as the ``mermaid.owner`` tag of the runs it logs (pid, host, boot, start time)."""
+    from mermaid_data.locks import Owner
+
+    owner = Owner.me("mermaid-train")
+    return json.dumps({k: getattr(owner, k) for k in ("pid", "host", "boot_id", "started", "since")}, sort_keys=True)
+
+
+def fail_orphaned_runs(uri: str, experiment: str | None = None) -> list[str]:
+    """Mark FAILED the RUNNING runs whose trainer (tag ``mermaid.owner``) is dead; return their IDs.
+
+    Only runs of processes of this machine can be judged; a live trainer's run is never touched. The
+    experiment ``experiment`` (a name) or, without one, every experiment.
+    """
+    from mermaid_data.locks import Owner
+    from mlflow import MlflowClient
+
+    from mermaid_train.leftovers import is_dead
+
+    client = MlflowClient(tracking_uri=uri)
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found is not None else []
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    failed: list[str] = []
+    if not ids:
+        return failed
+    for run in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        record = run.data.tags.get("mermaid.owner")
+        if not record:
+            continue
+        try:
+            owner = Owner.from_dict({**json.loads(record), "token": "", "command": "mermaid-train"})
+        except (ValueError, TypeError):
+            continue
+        if is_dead(owner):
+            client.set_tag(run.info.run_id, "mermaid.failure",
+                           f"its trainer (pid {owner.pid} on {owner.host}) died while logging; the run has no model")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            failed.append(run.info.run_id)
+    return failed
+
+
+def mark_failed(uri: str, run_id: str, reason: str, *, timeout_s: float = 5.0) -> bool:
+    """Best effort, a few seconds at most: mark ``run_id`` FAILED (if it is still RUNNING) with the reason."""
+    from mlflow import MlflowClient
+
+    def mark() -> bool:
+        client = MlflowClient(tracking_uri=uri)
+        if client.get_run(run_id).info.status != "RUNNING":
+            return False
+        client.set_tag(run_id, "mermaid.failure", reason[:5000])
+        client.set_terminated(run_id, status="FAILED")
+        return True
+
+    try:
+        with bounded(timeout_s, 0):
+            return bool(within(timeout_s * 4, mark, "marking the run FAILED", uri))
+    except Exception:  # noqa: BLE001 - the server is down: the caller says so
+        return False
 
 
 def _probe_api(uri: str, experiment: str, timeout: float, health: int = 200) -> None:
@@ -220,6 +377,22 @@ def snapshot_dataset(result: RunResult):
     return MetaDataset(source, name=result.snapshot_id, digest=digest, schema=_schema(result.rows_schema))
 
 
+@dataclass
+class _LogState:
+    """Where logging is (for the progress lines and the error), the run it made, and whether it was given up."""
+
+    progress: Progress
+    run_id: str | None = None
+    step: str = "the experiment"
+    abandoned: bool = False
+
+    def at(self, step: str) -> None:
+        if self.abandoned:
+            raise TrackingError(f"logging was given up at {self.step}", fix="see the error of the run")
+        self.step = step
+        self.progress.log(f"log to MLflow: {step}")
+
+
 def log_run(
     result: RunResult,
     *,
@@ -229,23 +402,42 @@ def log_run(
     register: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, str | None]:
-    """Log a finished run (see the module docstring); returns ``RunResult``'s MLflow fields."""
+    """Log a finished run (see the module docstring); returns ``RunResult``'s MLflow fields.
+
+    Bounded in time (``bounded`` per request, ``MERMAID_TRACKING_DEADLINE_S`` in all). Any failure raises
+    ``LoggingFailed``: the run it created is marked FAILED if the server still answers.
+    """
+    from mermaid_train.options import get_train_settings
+
     progress = progress or SilentProgress()
+    deadline = get_train_settings().tracking_deadline_s
+    state = _LogState(progress)
     # no `uv export` of this workspace into the model (slow; the pip requirements are explicit), and no
     # "cannot resolve pip's version" warning (the venv has no pip; the model does not need it)
     env_logger = logging.getLogger("mlflow.utils.environment")
     level = env_logger.level
     env_logger.setLevel(logging.ERROR)
     try:
-        with progress.task(f"log to MLflow ({tracking_uri})"), tracking(tracking_uri), \
+        with progress.task(f"log to MLflow ({tracking_uri})"), tracking(tracking_uri), bounded(), \
                 _env(MLFLOW_UV_AUTO_DETECT="false", MLFLOW_LOG_UV_FILES="false",
                      MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true"):
-            return _log(result, tracking_uri, experiment, model_name, register)
+            return within(deadline, lambda: _log(result, tracking_uri, experiment, model_name, register, state),
+                          "logging to MLflow", tracking_uri, on_timeout=lambda: setattr(state, "abandoned", True))
+    except Exception as exc:  # MLflow, requests, our deadline: one line, the run marked FAILED
+        state.abandoned = True
+        reason = exc.problem if isinstance(exc, TrackingError) else _reason(exc)
+        marked = state.run_id is not None and mark_failed(tracking_uri, state.run_id, f"logging failed: {reason}")
+        run = "" if state.run_id is None else (
+            f"; run {state.run_id} is marked FAILED" if marked else
+            f"; run {state.run_id} could not be marked FAILED (the server does not answer)")
+        raise LoggingFailed(f"logging to MLflow failed at {state.step} ({reason}){run}", where=tracking_uri,
+                            run_id=state.run_id, marked_failed=marked) from exc
     finally:
         env_logger.setLevel(level)
 
 
-def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool) -> dict[str, str | None]:
+def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool,
+         state: _LogState | None = None) -> dict[str, str | None]:
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
@@ -254,9 +446,11 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
 
     from mermaid_train.model.export import load_classifier
 
+    state = state or _LogState(SilentProgress())
     client = MlflowClient(tracking_uri=uri)
     exp_id = experiment_id(uri, experiment)
     tags = {
+        "mermaid.owner": owner_tag(),
         "mermaid.snapshot_id": result.snapshot_id,
         "mermaid.lake": result.lake,
         "mermaid.trainer": str(result.params.get("training.trainer", "")),
@@ -265,10 +459,12 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         "mermaid.model_name": model_name,
         "mlflow.note.content": _note(result),
     }
+    state.at("the run")
     run = client.create_run(exp_id, run_name=result.run_name, tags=tags)
-    run_id = run.info.run_id
+    run_id = state.run_id = run.info.run_id
     status = "FAILED"
     try:
+        state.at("params and metrics")
         params = {**{k: _param(v) for k, v in result.params.items()}, "snapshot_id": result.snapshot_id,
                   "snapshot_content_sha256": result.manifest.get("content_sha256", ""),
                   "snapshot_rows": str(result.manifest.get("row_count", "")), "lake": result.lake,
@@ -300,7 +496,9 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         with mlflow.start_run(run_id=run_id):
             mlflow.log_input(snapshot_dataset(result), context="training",
                              tags={"rows": str(result.manifest.get("row_count", ""))})
+            state.at("artifacts")
             mlflow.log_artifacts(str(result.out_dir))
+            state.at("the model")
             model = load_classifier(str(result.files["classifier.pkl"]))
             signature = None
             if result.example_x is not None and len(result.example_x):
@@ -319,15 +517,18 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
             logged = {"classifier_uri": mlflow.get_artifact_uri("classifier.pkl"),
                       "artifact_uri": mlflow.get_artifact_uri(), "model_uri": info.model_uri}
         if register:
+            state.at("the registry")
             version = str(info.registered_model_version)
             client.set_model_version_tag(model_name, version, "snapshot_id", result.snapshot_id)
             client.set_model_version_tag(model_name, version, "recipe_id", result.recipe_id)
             client.set_model_version_tag(model_name, version, "accuracy", f"{result.headline['accuracy']:.4f}")
             logged.update(registered_model=model_name, registered_version=version,
                           model_uri=f"models:/{model_name}/{version}")
+        state.at("the run's status")
         status = "FINISHED"
     finally:
-        client.set_terminated(run_id, status=status)
+        if status == "FINISHED":  # on failure, log_run marks it FAILED (bounded: the server may be gone)
+            client.set_terminated(run_id, status=status)
     logged.update(tracking_uri=uri, experiment_id=exp_id, run_id=run_id)
     if uri.startswith(("http://", "https://")):
         logged["run_url"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
@@ -356,5 +557,6 @@ def _note(result: RunResult) -> str:
             f"{h['balanced_accuracy']:.3f}, macro F1 {h['macro_f1']:.3f}.")
 
 
-__all__ = ["SKOPS_TRUSTED_TYPES", "check_tracking", "default_tracking_uri", "experiment_id", "log_run",
-           "pip_requirements", "resolve_tracking_uri", "snapshot_dataset", "tracking", "trusted_types"]
+__all__ = ["SKOPS_TRUSTED_TYPES", "LoggingFailed", "bounded", "check_tracking", "default_tracking_uri", "experiment_id",
+           "fail_orphaned_runs", "log_run", "mark_failed", "pip_requirements", "resolve_tracking_uri",
+           "snapshot_dataset", "tracking", "trusted_types", "within"]
