@@ -61,7 +61,12 @@ def print_result(result) -> None:
     if result.run_id:
         console.print(f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False, soft_wrap=True)
         if result.run_url:
-            console.print(f"  {result.run_url}", highlight=False, soft_wrap=True)
+            console.print(f"  run: {result.run_url}", highlight=False, soft_wrap=True)
+        if result.experiment_url:
+            console.print(f"  experiment (its runs): {result.experiment_url}", highlight=False, soft_wrap=True)
+        if result.registered_model:
+            console.print(f"registered model {result.registered_model}, version {result.registered_version}",
+                          highlight=False, soft_wrap=True)
         console.print(f"model: {result.model_uri}; pyspacer classifier: {result.classifier_uri}", highlight=False,
                       soft_wrap=True)
         console.print(f"artifacts (metrics, plots, reports): {result.artifact_uri}", highlight=False, soft_wrap=True)
@@ -89,6 +94,79 @@ def print_comparison(result: dict) -> None:
     if result["identical_params"]:
         console.print(f"({result['identical_params']} other options are identical in every run)")
     f1 = result["f1"]
+    if f1.height:
+        console.print("per-label F1, largest differences first:")
+        write_frame(f1.with_columns([f1[c].round(4) for c in f1.columns if c.startswith(("f1_", "delta"))]),
+                    "table", None)
+
+
+def print_evaluation(result) -> None:
+    """An evaluation's headline (accuracy over all rows and over known-class rows, labelled), and where it is."""
+    h = result.headline
+    c = result.counts
+    ref = result.model
+    table = Table(title=f"{ref.label} on snapshot {result.snapshot_id} ({result.rows} rows)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [("model", ref.uri if ref.uri == ref.key else f"{ref.uri} = {ref.key}")]
+    if ref.run_id or ref.run_folder:
+        rows.append(("trained by", f"{ref.run_name or ''} ({ref.run_id or ref.run_folder})".strip()))
+    if ref.training_snapshot_id:
+        rows.append(("trained on snapshot", ref.training_snapshot_id))
+    rows += [
+        ("rows: snapshot / selected / scored", f"{c['snapshot_rows']:,} / {c['selected_rows']:,} / {c['scored']:,}"
+         + (f" ({c['missing_features']:,} without features)" if c["missing_features"] else "")),
+        ("classes: model / in the truth / unknown to the model",
+         f"{int(h['model_classes'])} / {int(h['eval_classes'])} / {int(h['unknown_classes'])}"),
+        (f"accuracy, all {c['scored']:,} rows", f"{h['accuracy']:.4f}"),
+    ]
+    if "accuracy_known_classes" in h:
+        rows.append((f"accuracy, the {c['known_class']:,} rows of classes the model knows",
+                     f"{h['accuracy_known_classes']:.4f}"))
+    rows.append(("balanced accuracy, all classes / known classes",
+                 f"{h['balanced_accuracy']:.4f} / {h.get('balanced_accuracy_known_classes', math.nan):.4f}"))
+    rows.append(("macro precision / recall / F1",
+                 f"{h['macro_precision']:.4f} / {h['macro_recall']:.4f} / {h['macro_f1']:.4f}"))
+    tops = [f"top-{k} {h[f'top_{k}_accuracy']:.4f}" for k in (3, 5) if f"top_{k}_accuracy" in h]
+    if tops:
+        rows.append(("top-k accuracy", ", ".join(tops)))
+    rows.append(("MCC / log loss (known classes)", f"{h['mcc']:.4f} / {h.get('log_loss', math.nan):.4f}"))
+    if "ece" in h:
+        rows.append(("expected calibration error", f"{h['ece']:.4f}"))
+    rows.append(("cover error: mean |bias| / RMSE (pp)", f"{h['cover_mean_abs_bias_pp']:.2f} / {h['cover_rmse_pp']:.2f}"))
+    if "source_accuracy_min" in h:
+        rows.append(("per-source accuracy min / median / max",
+                     f"{h['source_accuracy_min']:.3f} / {h['source_accuracy_median']:.3f} / {h['source_accuracy_max']:.3f}"))
+    if "error_same_root_share" in h:
+        rows.append(("errors within the same root group", f"{h['error_same_root_share']:.1%} of {int(h['errors']):,}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    unknown = result.scores.unknown
+    if unknown.height:
+        listed = ", ".join(f"{n} ({r:,})" for n, r in unknown.select("name", "rows").head(5).iter_rows())
+        more = f" and {unknown.height - 5} more" if unknown.height > 5 else ""
+        console.print(f"{c['unknown_class']:,} rows of {unknown.height} classes the model does not know (counted as "
+                      f"wrong): {listed}{more}", highlight=False, soft_wrap=True)
+    console.print(f"evaluation folder: {result.out_dir}", highlight=False, soft_wrap=True)
+    if result.run_id:
+        console.print(f"MLflow evaluation run {result.run_id} in {result.tracking_uri}", highlight=False, soft_wrap=True)
+        if result.run_url:
+            console.print(f"  run: {result.run_url}", highlight=False, soft_wrap=True)
+        if result.experiment_url:
+            console.print(f"  experiment (its runs): {result.experiment_url}", highlight=False, soft_wrap=True)
+
+
+def print_model_comparison(comparison) -> None:
+    """``compare --on``: the models side by side, the verdicts, per-label F1 differences with names."""
+    from mermaid_data.cli import write_frame
+
+    name = f" ({comparison.snapshot_name})" if comparison.snapshot_name else ""
+    console.print(f"models on snapshot {comparison.snapshot_id}{name}", highlight=False, soft_wrap=True)
+    write_frame(comparison.overview, "table", None)
+    console.print(comparison.verdict.coralnet, highlight=False, soft_wrap=True)
+    console.print(comparison.verdict.balanced, highlight=False, soft_wrap=True)
+    f1 = comparison.f1
     if f1.height:
         console.print("per-label F1, largest differences first:")
         write_frame(f1.with_columns([f1[c].round(4) for c in f1.columns if c.startswith(("f1_", "delta"))]),
