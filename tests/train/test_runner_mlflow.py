@@ -140,7 +140,8 @@ def test_mlflow_run_reads_back(e2e_run, mlflow_server: MLflowServer, monkeypatch
     assert summary["snapshot"]["id"] == result.snapshot_id
     assert summary["training"]["ref_accuracy_per_epoch"] == pytest.approx(return_msg.ref_accs, abs=1e-6)
 
-    # registered model: the timestamped name, version 1 from this run, loadable
+    # registered model: the model name (the run carries the date/time), version 1 from this run, loadable
+    assert result.registered_model == "e2e-model" and result.registered_version == "1"
     versions = client.search_model_versions(f"name='{result.registered_model}'")
     assert len(versions) == 1 and versions[0].run_id == result.run_id
     assert versions[0].tags["snapshot_id"] == result.snapshot_id

@@ -126,7 +126,7 @@ def _registered(text: str, tracking_uri: str) -> tuple[ModelRef, Any]:
         uri=text, kind="registered", key=resolved, label=f"{name} v{found.version}", registered_name=name,
         registered_version=str(found.version), alias=alias, run_id=found.run_id,
         run_name=run.info.run_name if run else None, experiment_id=run.info.experiment_id if run else None,
-        model_id=getattr(found, "model_id", None) or None,
+        model_id=_version_model_id(found),
         training_snapshot_id=(run.data.params.get("snapshot_id") if run else None) or None)
     return ref, _logged_classifier(client, resolved, found.run_id, tracking_uri, text)
 
@@ -162,6 +162,14 @@ def _version(client, name: str, version: str | None, alias: str | None, text: st
     example = f"models:/{name}/{versions[-1]}" if versions else f"models:/{name}/VERSION"
     raise TrackingError(f"registered model {name!r} has no {what} ({have})", where=text,
                         fix=f"pass one of them, e.g. {example}") from None
+
+
+def _version_model_id(version) -> str | None:
+    """MLflow 3's logged model behind a version: ``model_id``, or the ``models:/m-...`` of its source."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    source = str(getattr(version, "source", "") or "")
+    return source[len("models:/"):] if source.startswith("models:/m-") else None
 
 
 def _versions(client, name: str) -> list:
