@@ -50,7 +50,7 @@ class _TwoFlavors:
 
     @staticmethod
     def save_model(path: str, mlflow_model, *, classifier, labels: ClassLabels, trusted: list[str],
-                   pip_requirements: list[str], metadata: dict[str, Any], **_: Any) -> None:
+                   pip_requirements: list[str], **_: Any) -> None:
         import mlflow.pyfunc
         import sklearn
         import skops.io
@@ -67,7 +67,7 @@ class _TwoFlavors:
                 artifacts={"classifier": skops_path, "classes": classes_path},
                 model_config={"skops_trusted_types": trusted}, signature=signature(),
                 pip_requirements=[*pip_requirements, f"pandas=={_version('pandas')}"],
-                metadata=metadata, mlflow_model=mlflow_model)
+                mlflow_model=mlflow_model)  # Model.log put the metadata on mlflow_model
         mlflow_model.add_flavor("sklearn", pickled_model=f"artifacts/{CLASSIFIER_ARTIFACT}",
                                 sklearn_version=sklearn.__version__, serialization_format="skops", code=None,
                                 skops_trusted_types=trusted)
