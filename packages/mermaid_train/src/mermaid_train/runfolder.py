@@ -203,6 +203,23 @@ def summary(result: RunResult, outcome: TrainOutcome, packed: PackedData) -> dic
     }
 
 
+def write_report(work: Path, result: RunResult) -> Path:
+    """``report.html``: the run's metrics, plots (from ``metrics/``), tables with names, recipe and snapshot links."""
+    from mermaid_train.report import ReportInfo
+    from mermaid_train.report import write_report as write_page
+
+    counts = " / ".join(f"{result.counts.get(k, 0):,}" for k in ("train", "ref", "val"))
+    facts = (("annotations train / ref / val", counts),
+             ("classes (dropped as too rare)", f"{len(result.classes)} ({len(result.dropped_classes)})"),
+             ("recipe ID", result.recipe_id), ("preset", result.recipe.preset),
+             ("snapshot rows", f"{int(result.manifest.get('row_count', 0)):,}"),
+             ("snapshot content SHA-256", str(result.manifest.get("content_sha256", ""))))
+    info = ReportInfo(title=f"{result.run_name}: training report", kind="training", run_name=result.run_name,
+                      snapshot_id=result.snapshot_id, lake=result.lake, facts=facts,
+                      recipe={k: "" if v is None else str(v) for k, v in result.params.items()})
+    return write_page(work / "report.html", result.metrics, info, plots_dir=work / "metrics")
+
+
 def write_summary(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

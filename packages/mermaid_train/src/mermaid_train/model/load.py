@@ -8,8 +8,9 @@ A model URI is one of
   pyspacer classifier file (``classifier.pkl``);
 - a pyspacer classifier file (a local path or ``s3://``), or a local run folder holding ``classifier.pkl``.
 
-MLflow models load through their sklearn flavor (models logged before the python_function with names,
-too); classifier files through pyspacer's ``load_classifier``. A URI that names nothing is a
+MLflow models logged by mermaid-train load their pyspacer ``classifier.pkl`` artifact, others (models
+logged before the python_function with names, too) their sklearn flavor; classifier files load through
+pyspacer's ``load_classifier``. A URI that names nothing is a
 ``ModelError`` that lists the nearest registered names, versions, aliases, artifacts or files. Every
 MLflow call is bounded (one retry, the tracking probe first).
 """
@@ -218,9 +219,12 @@ def _load_local(path: Path, uri: str) -> tuple[Any, ClassLabels | None]:
         if "sklearn" not in flavors:
             raise ModelError(f"this MLflow model has no sklearn flavor ({', '.join(flavors) or 'none'})", where=uri,
                              fix="pass a model logged by mermaid-train (or its classifier.pkl)")
-        import mlflow.sklearn
+        if (path / "artifacts" / "classifier.pkl").is_file():  # ours: pyspacer's file (skops' import takes seconds)
+            classifier = _load_classifier_file(str(path / "artifacts" / "classifier.pkl"), uri)
+        else:
+            import mlflow.sklearn
 
-        classifier = mlflow.sklearn.load_model(str(path))
+            classifier = mlflow.sklearn.load_model(str(path))
         classes_json = path / "artifacts" / "classes.json"
         labels = None
         if classes_json.is_file():

@@ -2,7 +2,7 @@
 
 MLflow logs this file as the model's code ("models from code") with ``ranking.py`` beside it, and runs it
 when the model is loaded (``mlflow.pyfunc.load_model("models:/<name>/<version>")``); it needs numpy,
-pandas, skops and MLflow, not ``mermaid_train``. ``tracking/model.py`` logs it.
+pandas, scikit-learn and MLflow, not ``mermaid_train``. ``tracking/model.py`` logs it.
 
 ``predict(features, params={"top_k": 3, "min_confidence": 0.5})``:
 
@@ -12,9 +12,10 @@ pandas, skops and MLflow, not ``mermaid_train``. ``tracking/model.py`` logs it.
   converted one by one (about 10x slower than the model itself); the width is checked here instead.
 - returns a pandas frame, one row per point, with the columns of ``ranking.prediction_columns``.
 
-Artifacts: ``classifier`` (the calibrated classifier in skops format, also the model's sklearn flavor)
-and ``classes`` (``classes.json``: per class key the BA / GF ids and names). ``model_config`` carries the
-skops types to trust.
+Artifacts: ``classifier`` (pyspacer's ``classifier.pkl``: loading a python_function runs this code anyway,
+so a pickle costs no safety here, and skops' import would take seconds), ``classifier_skops`` (the same
+classifier for the model's sklearn flavor) and ``classes`` (``classes.json``: per class key the BA / GF ids
+and names).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
     """A pyspacer classifier whose predictions carry class names (module docstring)."""
 
     def load_context(self, context) -> None:
-        import skops.io
+        import pickle
 
-        config = context.model_config or {}
-        self.classifier = skops.io.load(context.artifacts["classifier"], trusted=config.get("skops_trusted_types"))
+        with open(context.artifacts["classifier"], "rb") as handle:
+            self.classifier = pickle.load(handle)  # our own artifact (module docstring)
         with open(context.artifacts["classes"], encoding="utf-8") as handle:
             classes = json.load(handle)["classes"]
         keys = [str(k) for k in self.classifier.classes_]

@@ -304,6 +304,7 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
             model = load_classifier(str(result.files["classifier.pkl"]))
             info = log_model(  # python_function (names, float32/float64) + sklearn flavors: tracking/model.py
                 model,
+                result.files["classifier.pkl"],
                 model_labels(result, model),
                 name="model",
                 trusted=trusted_types(model),

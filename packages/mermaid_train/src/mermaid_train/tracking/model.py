@@ -4,10 +4,12 @@
   ``mlflow.pyfunc.load_model(uri).predict(features)`` takes float32 or float64 vectors and returns a frame
   of the top-k class keys with BA / GF ids and names and calibrated scores (params ``top_k``,
   ``min_confidence``).
-- ``sklearn``: the same ``CalibratedClassifierCV`` (``artifacts/classifier.skops``), so
+- ``sklearn``: the same ``CalibratedClassifierCV`` in skops format (``artifacts/classifier.skops``), so
   ``mlflow.sklearn.load_model(uri)`` returns the classifier as before.
 
-The run's ``classifier.pkl`` (pyspacer's format) is logged beside it as before. ``log_model`` takes the
+The python_function loads ``artifacts/classifier.pkl`` (pyspacer's pickle, also logged in the run as
+before): loading a python_function runs its code anyway, so skops' safe format would add nothing there
+but its import (which enumerates scikit-learn's types: seconds). ``log_model`` takes the
 keyword arguments of ``mlflow.sklearn.log_model`` that the runner uses (registration, tags).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,14 +52,16 @@ class _TwoFlavors:
     __name__ = "mermaid_train.tracking.model"
 
     @staticmethod
-    def save_model(path: str, mlflow_model, *, classifier, labels: ClassLabels, trusted: list[str],
-                   pip_requirements: list[str], **_: Any) -> None:
+    def save_model(path: str, mlflow_model, *, classifier, classifier_path: str, labels: ClassLabels,
+                   trusted: list[str], pip_requirements: list[str], **_: Any) -> None:
         import mlflow.pyfunc
         import sklearn
         import skops.io
         from mlflow.models.model import MLMODEL_FILE_NAME
 
         with tempfile.TemporaryDirectory(prefix="mermaid-model-") as tmp:
+            pickle_path = os.path.join(tmp, "classifier.pkl")  # artifacts keep their file names
+            shutil.copyfile(classifier_path, pickle_path)
             skops_path = os.path.join(tmp, CLASSIFIER_ARTIFACT)
             skops.io.dump(classifier, skops_path)
             classes_path = os.path.join(tmp, "classes.json")
@@ -64,8 +69,8 @@ class _TwoFlavors:
                                           encoding="utf-8")
             mlflow.pyfunc.save_model(
                 path, python_model=str(MODEL_CODE), code_paths=[str(RANKING_CODE)],
-                artifacts={"classifier": skops_path, "classes": classes_path},
-                model_config={"skops_trusted_types": trusted}, signature=signature(),
+                artifacts={"classifier": pickle_path, "classifier_skops": skops_path, "classes": classes_path},
+                signature=signature(),
                 pip_requirements=[*pip_requirements, f"pandas=={_version('pandas')}"],
                 mlflow_model=mlflow_model)  # Model.log put the metadata on mlflow_model
         mlflow_model.add_flavor("sklearn", pickled_model=f"artifacts/{CLASSIFIER_ARTIFACT}",
@@ -90,9 +95,11 @@ def model_labels(result, classifier) -> ClassLabels:
     return ClassLabels.from_frame(frame, keys)
 
 
-def log_model(classifier, labels: ClassLabels, *, name: str, trusted: list[str], pip_requirements: list[str],
-              **kwargs: Any):
+def log_model(classifier, classifier_path: str | Path, labels: ClassLabels, *, name: str, trusted: list[str],
+              pip_requirements: list[str], **kwargs: Any):
     """Log the two-flavor model (module docstring) into the active run; returns MLflow's ``ModelInfo``.
+
+    ``classifier_path`` is ``classifier``'s pyspacer file (the run's ``classifier.pkl``).
 
     ``kwargs`` go to ``Model.log``: ``registered_model_name``, ``await_registration_for``, ``tags``.
     """
@@ -103,7 +110,7 @@ def log_model(classifier, labels: ClassLabels, *, name: str, trusted: list[str],
                 "feature_dim": dim, "classes": len(labels),
                 "output": "top-k class keys with benthic attribute / growth form ids and names, calibrated scores"}
     return Model.log(artifact_path=None, name=name, flavor=_TwoFlavors, flavor_name="python_function",
-                     classifier=classifier, labels=labels, trusted=trusted, pip_requirements=pip_requirements,
+                     classifier=classifier, classifier_path=str(classifier_path), labels=labels, trusted=trusted, pip_requirements=pip_requirements,
                      metadata=metadata, **kwargs)
 
 
