@@ -189,7 +189,7 @@ def test_experiment_link_opens_the_runs_table(judged: Judged, mlflow_server: MLf
 
 
 def _visible_text(dom: str) -> str:
-    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.DOTALL)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
 
 
@@ -346,13 +346,13 @@ def _nothing_written(tmp_path: Path, before: int, server: MLflowServer, judged: 
 @pytest.mark.parametrize(
     ("model", "fragments"),
     [
-        ("models:/{name}x/1", ["no registered model '{name}x'", "nearest: {name}"]),
-        ("models:/{name}/7", ["registered model '{name}' has no version 7 (versions 1, 2)", "models:/{name}/2"]),
-        ("models:/{name}@champion", ["has no alias @champion"]),
+        ("models:/{name}x/1", ["no registered model '{name}x'", "nearest models: {name}"]),
+        ("models:/{name}/7", ["model '{name}' has no version '7' (versions: 1, 2)", "models:/{name}/latest"]),
+        ("models:/{name}@champion", ["model '{name}' has no alias 'champion'", "there are no aliases"]),
         ("runs:/0123456789abcdef0123456789abcdef/classifier.pkl", ["no run '0123456789abcdef0123456789abcdef'"]),
-        ("runs:/{run}/nope.pkl", ["has no artifact 'nope.pkl'", "classifier.pkl"]),
-        ("missing/classifier.pkl", ["model file not found"]),
-        ("http://example.org/model.pkl", ["unsupported model reference scheme 'http'"]),
+        ("runs:/{run}/nope.pkl", ["has no artifact 'nope.pkl'; nearest artifacts:", "classifier.pkl"]),
+        ("missing/classifier.pkl", ["no such file (the folder", "missing does not exist either)"]),
+        ("http://example.org/model.pkl", ["unknown model URI scheme 'http'"]),
     ],
 )
 def test_model_that_does_not_exist(model: str, fragments: list[str], judged: Judged, mlflow_server: MLflowServer,

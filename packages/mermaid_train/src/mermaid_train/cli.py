@@ -1,4 +1,4 @@
-"""``mermaid-train``: train pyspacer classifiers from lake snapshots, evaluate and compare them, run the demo."""
+"""``mermaid-train``: train pyspacer classifiers from lake snapshots, evaluate and compare them, predict, run the demo."""
 
 from __future__ import annotations
 
@@ -140,6 +140,38 @@ def compare(
     print_model_comparison(compare_on(on, refs, lake=lake, tracking_uri=tracking_uri, experiment=experiment,
                                       mlflow=mlflow, reuse=reuse, top=top, out_dir=out_dir,
                                       progress=default_progress()))
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH, or a classifier file (path or s3://)")],
+    more_features: Annotated[list[str] | None, typer.Argument(metavar="FILE_OR_PREFIX", help="More --features files or prefixes (so that `--features dir/*.featurevector` works)", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions file: .parquet or .csv (its folder must exist)")] = ...,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Predict every annotation of this snapshot ID (or prefix)")] = None,
+    lake: Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake); with --features, names from its taxonomy")] = None,
+    features: Annotated[list[str] | None, typer.Option("--features", metavar="FILE_OR_PREFIX", help="pyspacer feature files, or folders / s3:// prefixes of *.featurevector and *_featurevector files")] = None,
+    points: Annotated[Path | None, typer.Option("--points", help="CSV of the points to predict: file (or image), row, col; default every point of each file")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes per point, best first")] = 3,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Mark points whose best score is lower (MERMAID: 0.5) as low-confidence, without a predicted class")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="parquet | csv (default: from the --output extension)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="For models:/ and runs:/ (default: MLFLOW_TRACKING_URI or ./mlflow.db)")] = None,
+    fetch_workers: Annotated[int | None, typer.Option("--fetch-workers", help="Parallel feature downloads (MERMAID_FEATURE_FETCH_WORKERS, 50)")] = None,
+) -> None:
+    """Classify points with a model: per point the top-k classes with names and calibrated scores."""
+    from mermaid_data.progress import default_progress
+
+    from mermaid_train.errors import TrainConfigError
+    from mermaid_train.output import print_prediction
+    from mermaid_train.predict import predict as run_predict
+
+    if more_features and not features:
+        raise TrainConfigError(f"unexpected argument {more_features[0]!r}",
+                               fix="put feature files and prefixes after --features")
+    print_prediction(run_predict(
+        model, output=output, snapshot=snapshot, lake=lake, features=[*(features or ()), *(more_features or ())],
+        points_csv=points, top_k=top_k, min_confidence=min_confidence, format=format, tracking_uri=tracking_uri,
+        fetch_workers=fetch_workers, progress=default_progress()))
 
 
 @app.command()

@@ -245,8 +245,9 @@ def compare_on(
     from mermaid_data.snapshot.lifecycle import manifest as read_manifest
     from mermaid_data.snapshot.lifecycle import resolve
 
-    from mermaid_train.evaluation import evaluate, load_model
+    from mermaid_train.evaluation import evaluate
     from mermaid_train.lineage import snapshot_digest
+    from mermaid_train.model.load import load_model
     from mermaid_train.options import get_train_settings
     from mermaid_train.tracking.evaluation import find_evaluation
     from mermaid_train.tracking.mlflow import check_tracking, resolve_tracking_uri
@@ -261,7 +262,7 @@ def compare_on(
     lake_obj = Lake.open(lake or get_data_settings().lake_uri)
     sid = resolve(lake_obj, snapshot)
     manifest = read_manifest(lake_obj, sid)
-    loaded = [load_model(m, uri) for m in models]  # every reference checked before any work
+    loaded = [load_model(m, tracking_uri=uri) for m in models]  # every reference checked before any work
     views, made = [], []
     for model in loaded:
         run = find_evaluation(uri, model_key=model.ref.key, snapshot_id=sid, digest=snapshot_digest(manifest))             if (mlflow and reuse) else None

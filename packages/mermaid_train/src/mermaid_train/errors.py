@@ -27,3 +27,12 @@ class TrainConfigError(MermaidTrainError):
 
 class TrackingError(MermaidTrainError):
     """The MLflow tracking server or model registry cannot be used (unreachable, bad model name, ...)."""
+
+
+class ModelError(MermaidTrainError):
+    """A model URI names no model (unknown registered name, version, alias, run, artifact or file), or what
+    it names is not a classifier."""
+
+
+class PredictInputError(MermaidTrainError):
+    """Input to ``predict`` is unusable: feature files or points that are missing, a bad ``--points`` row."""

@@ -1,4 +1,4 @@
-"""Everything ``mermaid-train`` prints: a run's headline figures and where it is, and ``compare``'s tables."""
+"""Everything ``mermaid-train`` prints: a run's headline figures and where it is, ``compare``'s tables, predictions."""
 
 from __future__ import annotations
 
@@ -171,3 +171,26 @@ def print_model_comparison(comparison) -> None:
         console.print("per-label F1, largest differences first:")
         write_frame(f1.with_columns([f1[c].round(4) for c in f1.columns if c.startswith(("f1_", "delta"))]),
                     "table", None)
+
+
+def print_prediction(prediction, *, top: int = 15) -> None:
+    """What ``predict`` wrote: points, files, the model, speed, and the most predicted classes with names."""
+    from mermaid_data.cli import write_frame
+
+    seconds = prediction.seconds
+    threshold = (f"; {prediction.low_confidence:,} below --min-confidence {prediction.min_confidence:g} "
+                 "(no predicted class)" if prediction.min_confidence else "")
+    console.print(f"predicted {prediction.points:,} points from {prediction.files:,} feature files with "
+                  f"{prediction.model} ({prediction.classes} classes, top {prediction.top_k}){threshold}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"wrote {prediction.output} ({prediction.format}); names from {prediction.names_from}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"seconds: model {seconds['load_model']:.2f}, points {seconds['points']:.2f}, fetch "
+                  f"{seconds['fetch']:.2f}, features + classify {seconds['features_and_classify']:.2f} "
+                  f"({prediction.points_per_second:,.0f} points/s), write {seconds['write']:.2f}", highlight=False)
+    summary = prediction.summary
+    if summary.height:
+        shown = summary.head(top).with_columns(summary["share"].head(top).round(4),
+                                               summary["mean_confidence"].head(top).round(4))
+        console.print(f"predicted classes ({min(top, summary.height)} of {summary.height}):")
+        write_frame(shown, "table", None)

@@ -16,8 +16,8 @@ from mermaid_train.model.train import EpochRecord
 from mermaid_train.recipe import Recipe
 
 if TYPE_CHECKING:
-    from mermaid_train.evaluation.models import ModelRef
     from mermaid_train.metrics import ValMetrics
+    from mermaid_train.model.load import ModelRef
     from mermaid_train.split import SubsampleResult
 
 

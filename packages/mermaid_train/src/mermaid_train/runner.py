@@ -223,6 +223,7 @@ class TrainingRunner:
             files["classifier.pkl"] = work / outcome.model_path.name
             files["train_summary.yaml"] = runfolder.write_summary(
                 work / "train_summary.yaml", runfolder.summary(result, outcome, packed))
+            files["report.html"] = runfolder.write_report(work, result)
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             os.replace(work, out_dir)
         except BaseException:

@@ -1,8 +1,7 @@
-"""Use and judge models: ``models`` (a model reference resolved and loaded), ``score`` (its metrics on a
-snapshot's rows, unknown classes counted), ``pipeline`` (``evaluate``: snapshot → model → features →
-metrics → an evaluation folder and an MLflow evaluation run)."""
+"""Judge models: ``score`` (a model's metrics on a snapshot's rows, unknown classes counted) and ``pipeline``
+(``evaluate``: snapshot → model → features → metrics → an evaluation folder and an MLflow evaluation run).
+Models load through ``mermaid_train.model.load`` (the one loader ``predict`` uses too)."""
 
-from mermaid_train.evaluation.models import LoadedModel, ModelRef, load_model
 from mermaid_train.evaluation.pipeline import evaluate
 
-__all__ = ["LoadedModel", "ModelRef", "evaluate", "load_model"]
+__all__ = ["evaluate"]

@@ -1,8 +1,8 @@
 """``evaluate``: score any model on any published snapshot, into an evaluation folder and an MLflow run.
 
 In order: check the options (rows, the output folder, the tracking server when one is needed) → the
-snapshot (an unknown ID lists the nearest) → the model (``evaluation.models``; an unknown reference lists
-what exists) → the rows (``rows='val'``: the model's own val set, only on its training snapshot) → that
+snapshot (an unknown ID lists the nearest) → the model (``model.load``; an unknown reference lists
+the nearest names) → the rows (``rows='val'``: the model's own val set, only on its training snapshot) → that
 the snapshot's classes overlap the model's → features through the training cache (``features.pack``,
 packed once per snapshot and reused by every model evaluated on it) → probabilities → metrics
 (``evaluation.score``) → the folder ``<out_dir>/<name>/`` (written under a scratch name and renamed) →
@@ -37,9 +37,9 @@ from mermaid_data.progress import Progress, SilentProgress
 from mermaid_data.settings import get_settings as get_data_settings
 
 from mermaid_train import runfolder
-from mermaid_train.errors import TrainConfigError, TrainDataError
-from mermaid_train.evaluation.models import LoadedModel, ModelRef, load_model, val_annotation_ids
+from mermaid_train.errors import ModelError, TrainConfigError, TrainDataError
 from mermaid_train.lineage import snapshot_digest
+from mermaid_train.model.load import HTTP_LIMITS, LoadedModel, ModelRef, load_model
 from mermaid_train.options import TIMESTAMP_FORMAT, get_train_settings
 from mermaid_train.results import EvaluationResult, EvaluationScores
 
@@ -47,6 +47,7 @@ ROWS = ("all", "val")
 DEFAULT_OUT_DIR = "./evaluations"
 #: Bump when the meaning of an evaluation's figures changes: ``compare --on`` reuses only the same format.
 EVALUATION_FORMAT = 1
+SPLIT_FILE = "split.parquet"  # a training run's rows and their sets
 EPOCH_FILES = ("epochs.csv", "epochs.png")  # a training run's per-epoch record: an evaluation has none
 
 
@@ -94,7 +95,7 @@ def evaluate(
         loaded = model
     else:
         with progress.task(f"load model {reference}"):
-            loaded = load_model(reference, uri)
+            loaded = load_model(reference, tracking_uri=uri)
     frame = snapshot_rows.with_columns(
         (pl.col("benthic_attribute_id") + "::" + pl.col("growth_form_id").fill_null("")).alias("class_key"))
     if rows == "val":
@@ -193,6 +194,31 @@ def _model_val_rows(frame: pl.DataFrame, ref: ModelRef, sid: str, tracking_uri: 
                 f"(every row of {sid})")
     ids = val_annotation_ids(ref, tracking_uri)
     return frame.filter(pl.col("annotation_id").is_in(ids.implode()))
+
+
+def val_annotation_ids(ref: ModelRef, tracking_uri: str | None) -> pl.Series:
+    """``annotation_id`` of every point in the model's own val set (its training run's ``split.parquet``)."""
+    import tempfile
+
+    if ref.run_folder is not None:
+        split = pl.read_parquet(ref.run_folder / SPLIT_FILE)
+    elif ref.run_id is not None and tracking_uri:
+        from mlflow import MlflowClient
+
+        from mermaid_train.tracking.mlflow import _env
+
+        client = MlflowClient(tracking_uri=tracking_uri)
+        with _env(**HTTP_LIMITS), tempfile.TemporaryDirectory(prefix="mermaid-eval-") as tmp:
+            if SPLIT_FILE not in {a.path for a in client.list_artifacts(ref.run_id)}:
+                raise ModelError(f"the model's training run {ref.run_id} has no {SPLIT_FILE}, so its val set is "
+                                 "unknown", where=ref.uri, fix="use --rows all")
+            split = pl.read_parquet(client.download_artifacts(ref.run_id, SPLIT_FILE, tmp))
+    else:
+        raise TrainConfigError("--rows val: the model's training run is unknown (a classifier file outside a run "
+                               "folder), so its val set is too", where=ref.uri,
+                               fix="pass a models:/ or runs:/ URI, or the classifier.pkl in its run folder, "
+                                   "or use --rows all")
+    return split.filter(pl.col("split") == "val")["annotation_id"]
 
 
 def _check_overlap(loaded: LoadedModel, snapshot_classes: list[str], sid: str) -> None:

@@ -8,9 +8,10 @@ Layout of a logged run (see docs/training.md):
 - metrics: the headline val metrics at step 0; per epoch (step = epoch) ``train_loss``, ``ref_loss``,
   ``ref_accuracy``, ``ref_balanced_accuracy``, ``epoch_seconds``;
 - artifacts: the run folder (``mermaid_train.runfolder``);
-- the model: sklearn flavor (skops format, explicit pip requirements) under ``model``, registered as a new
-  version of the model name (the run is named ``<model name>-<date/time>``), the version tagged with the
-  snapshot ID and the headline metrics;
+- the model under ``model`` (``tracking/model.py``): a python_function that returns class names and takes
+  float32 or float64, and the sklearn flavor (skops format) over the same file; explicit pip requirements;
+  registered as a new version of the model name (the run is named ``<model name>-<date/time>``), the
+  version tagged with the snapshot ID and the headline metrics;
 - the snapshot as a dataset input (name = snapshot ID, digest = its ``content_sha256``), context training;
 - the experiment tagged ``mlflow.experimentKind=custom_model_development``, and its links in the
   "model training" view of MLflow's UI (``ui_urls``): without ``?workflowType=machine_learning`` MLflow 3's
@@ -280,12 +281,11 @@ def log_run(
 
 def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool) -> dict[str, str | None]:
     import mlflow
-    import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
-    from mlflow.models import infer_signature
 
     from mermaid_train.model.export import load_classifier
+    from mermaid_train.tracking.model import log_model, model_labels
 
     client = MlflowClient(tracking_uri=uri)
     exp_id = experiment_id(uri, experiment)
@@ -336,16 +336,13 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
                              tags={"rows": str(result.manifest.get("row_count", ""))})
             mlflow.log_artifacts(str(result.out_dir))
             model = load_classifier(str(result.files["classifier.pkl"]))
-            signature = None
-            if result.example_x is not None and len(result.example_x):
-                signature = infer_signature(result.example_x, model.predict(result.example_x))
-            info = mlflow.sklearn.log_model(
+            info = log_model(  # python_function (names, float32/float64) + sklearn flavors: tracking/model.py
                 model,
+                result.files["classifier.pkl"],
+                model_labels(result, model),
                 name="model",
-                serialization_format="skops",
-                skops_trusted_types=trusted_types(model),
+                trusted=trusted_types(model),
                 pip_requirements=pip_requirements(),
-                signature=signature,
                 registered_model_name=model_name if register else None,
                 await_registration_for=60,
                 tags={"snapshot_id": result.snapshot_id},

@@ -1,0 +1,91 @@
+"""What a prediction is: the top-k classes of each point with names and calibrated scores (numpy only).
+
+Shared by ``mermaid-train predict`` and the logged MLflow model's python_function (``model/pyfunc.py``),
+which ships this file as its code, so it imports nothing but numpy: a served model needs no
+``mermaid_train``.
+
+Columns of ``prediction_columns`` (per point, in this order):
+
+- ``predicted_class_key``, ``predicted_name``: the top class, or null when the point is low-confidence;
+- ``confidence``: the top class's calibrated score; ``low_confidence``: ``confidence < min_confidence``
+  (MERMAID leaves points under 0.5 unclassified; never true without a ``min_confidence``);
+- per rank r = 1..k: ``top{r}_class_key``, ``top{r}_benthic_attribute_id``, ``top{r}_benthic_attribute_name``,
+  ``top{r}_growth_form_id``, ``top{r}_growth_form_name``, ``top{r}_name``, ``top{r}_score``.
+
+Ties between scores rank the lower class index (sorted class keys, as sklearn keeps them) first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_TOP_K = 3
+CHUNK = 16_384  # points per predict_proba call
+LABEL_FIELDS = ("class_key", "benthic_attribute_id", "benthic_attribute_name", "growth_form_id", "growth_form_name",
+                "name")
+
+
+def top_k(proba: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(class indices [n, k], scores [n, k])``, best first; ``k`` is capped at the class count."""
+    proba = np.asarray(proba)
+    n, classes = proba.shape
+    k = max(1, min(int(k), classes))
+    if k < classes:
+        candidates = np.argpartition(-proba, k - 1, axis=1)[:, :k]
+    else:
+        candidates = np.broadcast_to(np.arange(classes), (n, classes))
+    scores = np.take_along_axis(proba, candidates, axis=1)
+    # by score descending, then class index ascending (deterministic under ties)
+    order = np.lexsort((candidates, -scores), axis=1) if n else np.zeros((0, k), dtype=np.int64)
+    index = np.take_along_axis(candidates, order, axis=1)
+    return index, np.take_along_axis(scores, order, axis=1)
+
+
+def prediction_columns(proba: np.ndarray, labels: dict[str, np.ndarray], *, k: int = DEFAULT_TOP_K,
+                       min_confidence: float | None = None) -> dict[str, np.ndarray]:
+    """The columns of the module docstring; ``labels`` maps each of ``LABEL_FIELDS`` to an array over the classes."""
+    index, scores = top_k(proba, k)
+    confidence = scores[:, 0].astype(np.float64)
+    low = confidence < float(min_confidence) if min_confidence else np.zeros(len(confidence), dtype=bool)
+    best = index[:, 0]
+    columns: dict[str, np.ndarray] = {
+        "predicted_class_key": np.where(low, None, labels["class_key"][best]),
+        "predicted_name": np.where(low, None, labels["name"][best]),
+        "confidence": confidence,
+        "low_confidence": low,
+    }
+    for rank in range(index.shape[1]):
+        for field in LABEL_FIELDS:
+            columns[f"top{rank + 1}_{field}"] = labels[field][index[:, rank]]
+        columns[f"top{rank + 1}_score"] = scores[:, rank].astype(np.float64)
+    return columns
+
+
+def as_features(data, dim: int | None) -> np.ndarray:
+    """Feature vectors ``[n, dim]`` as C-contiguous float32, from an array, a list or a pandas frame.
+
+    Any real dtype is accepted (float32 and float64 alike: the model was trained on float32). One vector
+    of length ``dim`` is one point. Raises ``ValueError`` naming the expected width.
+    """
+    values = data.to_numpy() if hasattr(data, "to_numpy") else data
+    array = np.asarray(values)
+    if array.dtype == object:
+        try:
+            array = np.asarray(array.tolist(), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("feature vectors must be numbers (one row of floats per point)") from None
+    if array.ndim == 1 and dim is not None and array.shape[0] == dim:
+        array = array.reshape(1, dim)
+    if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
+        raise ValueError(f"expected feature vectors of shape [n, {dim}], got {list(array.shape)}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"feature vectors must be numbers, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def predict_proba(model, x: np.ndarray, *, chunk: int = CHUNK) -> np.ndarray:
+    """``model.predict_proba(x)`` (float64 ``[n, classes]``), ``chunk`` points at a time."""
+    out = np.empty((x.shape[0], len(model.classes_)), dtype=np.float64)
+    for start in range(0, x.shape[0], chunk):
+        out[start:start + chunk] = model.predict_proba(x[start:start + chunk])
+    return out
