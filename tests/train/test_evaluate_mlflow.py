@@ -253,7 +253,7 @@ def test_evaluate_cli_scores_every_row(judged: Judged, evaluated) -> None:
         files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
         assert {"evaluation.yaml", "annotations_eval.csv", "unknown_classes.csv", "metrics/metrics.json",
                 "metrics/per_label.csv", "metrics/confusion_matrix.csv", "metrics/per_source.csv",
-                "metrics/calibration.csv", "snapshot/manifest.json"} <= files
+                "metrics/calibration.csv", "snapshot/manifest.json", "report.html"} <= files
         table = pl.read_csv(folder / "annotations_eval.csv", schema_overrides={"source_id": pl.String})
         assert table.height == rows and set(table["source_id"]) <= set(judged.held_out)
         metrics = json.loads((folder / "metrics" / "metrics.json").read_text())
@@ -320,6 +320,50 @@ def test_compare_on_puts_models_side_by_side(judged: Judged, evaluated, mlflow_s
     assert "accuracy (rows of classes the model knows)" in text and "per-label F1" in text
     names = judged.lake.sql("SELECT name FROM benthic_attributes").to_series().to_list()
     assert any(name in text for name in names)  # class names beside the keys
+
+
+def test_evaluation_report_opens_in_chromium(judged: Judged, evaluated) -> None:
+    """Each evaluation folder's report.html is self-contained: its images load from file:, its per-label table
+    has a class name beside each key, and it names the model and the evaluation snapshot."""
+    from tests.support.chromium import render_dom
+
+    _, _, out_dir = evaluated
+    folder = sorted(out_dir.iterdir())[1]  # version 2's (the folder names carry the version)
+    assert f"{judged.model_name}-v2" in folder.name
+    dom = render_dom(folder / "report.html", budget_ms=4000)
+    body = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert int(body["data-images-total"]) >= 3 and body["data-images-loaded"] == body["data-images-total"], body
+    per_label = re.search(r'data-table="per-label">(.*?)</table>', dom, re.DOTALL).group(1)
+    names = dict(judged.lake.sql("SELECT id, name FROM benthic_attributes").rows())
+    table = pl.read_csv(folder / "metrics" / "per_label.csv")
+    for key in table["class_key"].to_list():
+        name = names[key.split("::")[0]]
+        assert re.search(rf"<td>{re.escape(name)}[^<]*</td><td>{re.escape(key)}</td>", per_label), (name, key)
+    assert judged.eval_id in dom and f"models:/{judged.model_name}/2" in dom
+
+
+def test_predict_on_the_evaluation_snapshot(judged: Judged, evaluated, tmp_path: Path) -> None:
+    """`predict` on a snapshot loads the model through the loader `evaluate` uses: per annotation the same best
+    class and score as the evaluation's annotations_eval.csv, with names, and low-confidence points marked."""
+    _, _, out_dir = evaluated
+    folder = sorted(out_dir.iterdir())[1]
+    model = f"models:/{judged.model_name}/2"
+    out = _cli("predict", model, "--snapshot", judged.eval_id, "--lake", str(judged.lake.uri),
+               "--output", str(tmp_path / "p.parquet"), "--min-confidence", "0.5")
+    assert out.exit_code == 0, out.output
+    assert f"predicted {judged.eval_manifest['row_count']:,} points" in out.output
+    predicted = pl.read_parquet(tmp_path / "p.parquet")
+    scored = pl.read_csv(folder / "annotations_eval.csv", schema_overrides={"source_id": pl.String})
+    both = predicted.join(scored, on="annotation_id", how="full", coalesce=True)
+    assert predicted.height == scored.height == both.height == judged.eval_manifest["row_count"]
+    assert (both["top1_class_key"] == both["predicted_class"]).all()
+    assert (both["top1_name"] == both["predicted_name_right"]).all()  # names: the same, from the lake
+    assert both["confidence"].to_numpy() == pytest.approx(both["confidence_right"].to_numpy(), abs=1e-6)
+    low = predicted["confidence"] < 0.5
+    assert (predicted["low_confidence"] == low).all() and predicted.filter(low)["predicted_class_key"].is_null().all()
+    assert predicted.filter(~low)["predicted_name"].is_not_null().all()
+    names = set(judged.lake.sql("SELECT name FROM benthic_attributes").to_series().to_list())
+    assert {n.split(" / ")[0] for n in predicted["top1_name"].unique().to_list()} <= names
 
 
 def test_rows_val_reproduces_the_training_val_set(judged: Judged, mlflow_server: MLflowServer, tmp_path: Path) -> None:

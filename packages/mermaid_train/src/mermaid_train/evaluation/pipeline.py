@@ -12,8 +12,8 @@ The folder: ``metrics/`` (the same tables as a training run's: ``metrics.json``,
 ``in_model`` column, ``confusion_matrix.csv``/``.png``, ``per_source.csv``, ``per_image_cover.csv``,
 ``calibration.csv``, ``reliability.png``, ``root_confusion.csv``), ``annotations_eval.csv`` (every scored
 row: ids, truth, prediction, names, confidence, correct, known_class), ``unknown_classes.csv``,
-``evaluation.yaml`` (the model, the snapshot, the counts, the headline) and ``snapshot/`` (its manifest and
-reports).
+``evaluation.yaml`` (the model, the snapshot, the counts, the headline), ``report.html`` (one self-contained
+page: ``mermaid_train.report``) and ``snapshot/`` (its manifest and reports).
 """
 
 from __future__ import annotations
@@ -117,11 +117,12 @@ def evaluate(
         proba = predict_proba(loaded.classifier, packed.x, np.arange(len(packed)))
         scored_rows = packed.rows
         keys = sorted(set(snapshot_classes) | set(loaded.classes))
-        names = class_names(lake_obj, scored_rows, keys)
+        versions = (manifest.get("recipe") or {}).get("input_versions")
+        names = class_names(lake_obj, scored_rows, keys, versions)
         images = (scored_rows["site"] + "/" + scored_rows["source_id"].cast(pl.String) + "/"
                   + scored_rows["image_id"].cast(pl.String)).to_numpy()
         sources = (scored_rows["site"] + "/" + scored_rows["source_id"].cast(pl.String)).to_numpy()
-        taxonomy = Taxonomy.from_lake(lake_obj, (manifest.get("recipe") or {}).get("input_versions"))
+        taxonomy = Taxonomy.from_lake(lake_obj, versions)
         scores = score(proba, loaded.classes, scored_rows["class_key"], names=names, image_ids=images,
                        source_keys=sources, taxonomy=taxonomy)
 
@@ -232,25 +233,12 @@ def _check_overlap(loaded: LoadedModel, snapshot_classes: list[str], sid: str) -
                 "or pick the model trained for this snapshot's classes")
 
 
-def class_names(lake: Lake, rows: pl.DataFrame, keys: list[str]) -> dict[str, str]:
-    """``"Benthic attribute / Growth form"`` per class key: from the rows' names, else the lake's taxonomy."""
-    names = dict(zip(keys, runfolder.class_names(rows, keys)))
-    missing = [k for k in keys if names[k] == k and "::" in k]
-    if missing:
-        ba, gf = _names(lake, "benthic_attributes"), _names(lake, "growth_forms")
-        for key in missing:
-            ba_id, gf_id = key.split("::", 1)
-            if ba_id in ba:
-                names[key] = ba[ba_id] + (f" / {gf.get(gf_id, gf_id)}" if gf_id else "")
-    return names
+def class_names(lake: Lake, rows: pl.DataFrame, keys: list[str], versions: dict[str, int] | None = None) -> dict[str, str]:
+    """``"Benthic attribute / Growth form"`` per class key: the rows' names, else the lake's taxonomy at ``versions``."""
+    from mermaid_train.labels import TaxonomyNames
 
-
-def _names(lake: Lake, table: str) -> dict[str, str]:
-    found = lake.read(table, ["id", "name"])
-    if found is None:
-        return {}
-    frame = pl.from_arrow(found)
-    return dict(zip(frame["id"].to_list(), frame["name"].to_list()))
+    labels = runfolder.class_labels(rows, keys).fill(TaxonomyNames.from_lake(lake, versions).labels(keys))
+    return dict(zip(keys, labels.names))
 
 
 # -- the folder ------------------------------------------------------------------------------------------
@@ -276,6 +264,7 @@ def _write(result: EvaluationResult, lake: Lake, scored_rows: pl.DataFrame, runt
         files["unknown_classes.csv"] = work / "unknown_classes.csv"
         scores.unknown.write_csv(files["unknown_classes.csv"])
         files.update(runfolder.copy_snapshot_reports(lake, result.snapshot_id, work / "snapshot"))
+        files["report.html"] = write_report(work, result)
         result = replace(result, runtime_s=runtime)
         files["evaluation.yaml"] = work / "evaluation.yaml"
         files["evaluation.yaml"].write_text(yaml.safe_dump(summary(result), sort_keys=False))
@@ -285,6 +274,30 @@ def _write(result: EvaluationResult, lake: Lake, scored_rows: pl.DataFrame, runt
         shutil.rmtree(work, ignore_errors=True)
         raise
     return replace(result, files={name: out / path.relative_to(work) for name, path in files.items()})
+
+
+def write_report(work: Path, result: EvaluationResult) -> Path:
+    """``report.html``: the evaluation's metrics, plots (from ``metrics/``), tables with names, the model, the
+    evaluation snapshot's recipe and links to it (``mermaid_train.report``)."""
+    from mermaid_train.lineage import recipe_params
+    from mermaid_train.report import ReportInfo
+    from mermaid_train.report import write_report as write_page
+
+    ref, c, h = result.model, result.counts, result.headline
+    facts = [("model", ref.source), ("rows", result.rows),
+             ("rows: snapshot / selected / scored", f"{c['snapshot_rows']:,} / {c['selected_rows']:,} / {c['scored']:,}"),
+             ("rows of classes the model does not know (counted as wrong)",
+              f"{c['unknown_class']:,} in {int(h['unknown_classes'])} classes")]
+    if ref.run_id or ref.run_folder:
+        facts.append(("training run", f"{ref.run_name or ''} ({ref.run_id or ref.run_folder})".strip()))
+    if ref.training_snapshot_id:
+        facts.append(("trained on snapshot", ref.training_snapshot_id))
+    facts.append(("snapshot content SHA-256", str(result.manifest.get("content_sha256", ""))))
+    info = ReportInfo(title=f"{ref.label} on {result.snapshot_id}: evaluation report", kind="evaluation",
+                      run_name=result.name, model=ref.uri, snapshot_id=result.snapshot_id, lake=result.lake,
+                      facts=tuple(facts),
+                      recipe={k: "" if v is None else str(v) for k, v in recipe_params(result.manifest).items()})
+    return write_page(work / "report.html", result.scores.metrics, info, plots_dir=work / "metrics")
 
 
 def annotations_table(scores: EvaluationScores, rows: pl.DataFrame) -> pl.DataFrame:
