@@ -82,3 +82,16 @@ def test_verdict(scores, coralnet_best, balanced_best, coralnet_text: str) -> No
     assert found.coralnet_best == coralnet_best and found.balanced_best == balanced_best
     assert found.coralnet.startswith(coralnet_text), found.coralnet
     assert ("tie" in found.balanced) == (balanced_best is None)
+
+
+def test_overview_prints_counts_as_whole_numbers() -> None:
+    """Bug pinned: `compare --on` printed a model's 0 unknown classes as "0.0000" beside the other's "15"."""
+    from mermaid_train.compare import _evaluation_overview
+
+    counts = [{"accuracy": 0.8, "unknown_classes": 0.0, "unknown_class_points": 0.0, "eval_points": 3320.0},
+              {"accuracy": 0.7, "unknown_classes": 15.0, "unknown_class_points": 407.0, "eval_points": 3320.0}]
+    views = [EvaluationView(n, n, {}, m, None) for n, m in zip("ab", counts)]
+    rows = {r[0]: r[1:] for r in _evaluation_overview(views).rows()}
+    assert rows["classes the model does not know"] == ("0", "15")
+    assert rows["points of classes the model does not know"] == ("0", "407")
+    assert rows["points scored"] == ("3,320", "3,320") and rows["accuracy (all rows)"] == ("0.8000", "0.7000")

@@ -181,6 +181,8 @@ EVALUATION_ROWS = (
     ("unknown_class_points", "points of classes the model does not know"),
     ("unknown_classes", "classes the model does not know"), ("model_classes", "model classes"),
 )
+#: ``EVALUATION_ROWS`` that count points or classes: printed as whole numbers (0, not 0.0000).
+COUNT_ROWS = frozenset({"eval_points", "unknown_class_points", "unknown_classes", "model_classes"})
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,8 @@ def _evaluation_overview(views: list[EvaluationView]) -> pl.DataFrame:
     for key, label in EVALUATION_ROWS:
         values = [v.metrics.get(key) for v in views]
         if any(value is not None for value in values):
-            rows.append([label, *("" if value is None else _fmt(value) for value in values)])
+            rows.append([label, *("" if value is None else f"{int(value):,}" if key in COUNT_ROWS else _fmt(value)
+                                  for value in values)])
     columns = [f"{i + 1}: {v.label}" for i, v in enumerate(views)]
     return pl.DataFrame({"field": [r[0] for r in rows], **{c: [r[i + 1] for r in rows] for i, c in enumerate(columns)}})
 
