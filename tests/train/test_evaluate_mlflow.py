@@ -366,6 +366,28 @@ def test_predict_on_the_evaluation_snapshot(judged: Judged, evaluated, tmp_path:
     assert {n.split(" / ")[0] for n in predicted["top1_name"].unique().to_list()} <= names
 
 
+def test_every_reference_form_loads_the_same_model(judged: Judged, mlflow_server: MLflowServer) -> None:
+    """Bug pinned: ``runs:/<run id>/model`` (the URI the loader's own fix line suggests) said the run had no
+    artifact 'model': MLflow 3 logs a run's model as a LoggedModel, outside the run's artifacts."""
+    import numpy as np
+    from mermaid_train.model.load import load_model
+
+    result = judged.runs[1]
+    version = _client(mlflow_server).get_model_version(judged.model_name, "2")
+    loaded = [load_model(uri, tracking_uri=mlflow_server.uri) for uri in (
+        f"models:/{judged.model_name}/2", f"models:/{judged.model_name}/latest", f"runs:/{result.run_id}/model",
+        f"runs:/{result.run_id}/classifier.pkl")]
+    x = np.random.default_rng(0).normal(size=(5, loaded[0].dim)).astype(np.float32)
+    for model in loaded:
+        assert model.classes == tuple(result.classes) and model.ref.run_id == result.run_id, model.ref
+        assert model.ref.model_id == version.source.split("/")[-1], model.ref  # MLflow 3's logged model
+        assert model.ref.training_snapshot_id == result.snapshot_id
+        assert np.array_equal(model.classifier.predict_proba(x), loaded[0].classifier.predict_proba(x))
+    assert {m.ref.key for m in loaded[:2]} == {f"models:/{judged.model_name}/2"}  # latest resolved to its version
+    assert [m.ref.kind for m in loaded] == ["registered", "registered", "run", "run"]
+    assert [m.labels is not None for m in loaded] == [True, True, True, False]  # names logged with the MLflow model
+
+
 def test_rows_val_reproduces_the_training_val_set(judged: Judged, mlflow_server: MLflowServer, tmp_path: Path) -> None:
     """`--rows val` on the model's own training snapshot scores exactly its val set: the run's val metrics."""
     result = judged.runs[0]

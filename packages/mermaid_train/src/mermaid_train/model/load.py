@@ -209,19 +209,24 @@ def _run_artifact(text: str, tracking_uri: str | None) -> LoadedModel:
                 raise
             raise ModelError(f"no run {run_id!r} in this tracking store", where=where,
                              fix="copy the run ID from the MLflow UI or `mermaid-train run`'s output") from None
+        logged = _logged_models(client, run)  # MLflow 3 keeps a run's models outside its artifacts
         parent = path.rsplit("/", 1)[0] if "/" in path else None
         listed = [item.path for item in client.list_artifacts(run_id, parent)]
-        if path and path not in listed:
-            names = [p.rsplit("/", 1)[-1] for p in listed]
+        if path in logged:
+            source = f"models:/{logged[path]}"
+        elif not path or path in listed:
+            source = f"runs:/{run_id}/{path}"
+        else:
+            names = [p.rsplit("/", 1)[-1] for p in listed] + ([] if parent else list(logged))
             raise ModelError(f"run {run_id} has no artifact {path!r}{_nearest(path.rsplit('/', 1)[-1], names, 'artifacts')}",
                              where=where, fix=f"use runs:/{run_id}/model (the MLflow model) or "
                              f"runs:/{run_id}/classifier.pkl (pyspacer's file)")
-        local = _download(f"runs:/{run_id}/{path}", resolved)
+        local = _download(source, resolved)
         try:
             classifier, labels = _load_local(Path(local), text)
         finally:
             _cleanup(local)
-        model_id = _logged_model_id(client, run, path)
+        model_id = logged[path] if path in logged else logged.get("model")  # a file of ours: the run's "model"
     key = f"runs:/{run_id}/{path}"
     ref = ModelRef(uri=text, kind="run", key=key, label=f"run {run.info.run_name or run_id}", source=key,
                    run_id=run_id, run_name=run.info.run_name, experiment_id=run.info.experiment_id,
@@ -248,16 +253,15 @@ def _version_model_id(version) -> str | None:
     return source[len("models:/"):] if source.startswith("models:/m-") else None
 
 
-def _logged_model_id(client, run, path: str) -> str | None:
-    """MLflow 3's logged model of the run named ``path`` (``model`` for our runs' files), if there is one."""
+def _logged_models(client, run) -> dict[str, str]:
+    """MLflow 3's logged models of ``run`` by name (``model`` for our runs), each name that is unique."""
     try:
         models = client.search_logged_models([run.info.experiment_id],
                                              filter_string=f"source_run_id = '{run.info.run_id}'")
     except Exception:  # noqa: BLE001 - an older server without logged models
-        return None
-    wanted = "model" if not path or path.endswith(".pkl") else path
-    named = [m for m in models if m.name == wanted]
-    return named[0].model_id if len(named) == 1 else None
+        return {}
+    names = [m.name for m in models]
+    return {m.name: m.model_id for m in models if names.count(m.name) == 1}
 
 
 def _download(artifact_uri: str, tracking_uri: str) -> str:
