@@ -428,15 +428,14 @@ def _classify(points: _Points, loaded, labels: ClassLabels, cache, *, top_k: int
 def _missing_points(points: _Points, uri: str, f_rows: np.ndarray, start: int, rows, cols, found) -> None:
     bad = np.flatnonzero(~found)
     r, c = int(rows[bad[0]]), int(cols[bad[0]])
-    where_row = ""
+    detail = f"{len(bad)} of {len(rows)} requested points missing; the file holds {len(f_rows)} points"
     if "__csv_row" in points.table.columns:
-        where_row = f", {points.origin} row {int(points.table['__csv_row'][start + int(bad[0])])}"
+        detail = f"row {int(points.table['__csv_row'][start + int(bad[0])])}; {detail}"
         fix = f"correct or drop the rows of {points.origin} that name points the file does not hold"
     else:
         fix = "re-extract this image's features at the annotated points and re-ingest, or leave the image out"
     raise PredictInputError(
-        f"the feature file has no point at (row, col) = ({r}, {c}) that {points.origin} asks for{where_row} "
-        f"({len(bad)} of {len(rows)} requested points missing; the file holds {len(f_rows)} points)",
+        f"the feature file has no point at (row, col) = ({r}, {c}) that {points.origin} asks for ({detail})",
         where=uri, fix=fix)
 
 
