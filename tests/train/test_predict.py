@@ -15,6 +15,7 @@ from mermaid_train.labels import TaxonomyNames
 from mermaid_train.predict import predict
 from typer.testing import CliRunner
 
+from tests.support import tiny_model
 from tests.support.mlflow_server import MLflowServer, session_mlflow_server
 
 
@@ -53,6 +54,52 @@ def _one_line_error(result, *texts: str) -> None:
 
 def _nothing_written(folder: Path) -> None:
     assert not [p.name for p in folder.iterdir() if p.name.startswith(("out", ".out"))]
+
+
+# --------------------------------------------------------------------------------------------------
+# golden: a tiny model whose scores are known by hand
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path]:
+    """``(classifier.pkl, i1.featurevector)`` of ``tests/support/tiny_model.py``, in this test's own folder."""
+    return tiny_model.write(tmp_path / "tiny")
+
+
+def _approx_rows(rows: list[dict]) -> list[dict]:
+    return [{k: pytest.approx(v, abs=1e-9) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+
+
+def test_golden_top_k_rows_of_a_tiny_model(tiny, tmp_path: Path) -> None:
+    """The three hand-checked rows (``tiny_model``): top 2 with BA / GF ids and names, the tie broken by class
+    order, the point under --min-confidence 0.5 kept but without a predicted class; CSV says the same."""
+    model, features = tiny
+    out = predict(str(model), features=[str(features)], output=tmp_path / "out.parquet", top_k=2, min_confidence=0.5)
+    frame = pl.read_parquet(out.output)
+    assert frame.columns[:7] == ["feature_file", "row", "col", "predicted_class_key", "predicted_name", "confidence",
+                                 "low_confidence"]
+    assert frame.columns[7:14] == ["top1_class_key", "top1_benthic_attribute_id", "top1_benthic_attribute_name",
+                                   "top1_growth_form_id", "top1_growth_form_name", "top1_name", "top1_score"]
+    assert frame["feature_file"].to_list() == [str(features.resolve())] * 3
+    assert frame.select("row", "col").rows() == [(10, 20), (30, 40), (50, 60)]
+    assert frame.drop("feature_file", "row", "col").to_dicts() == _approx_rows(tiny_model.expected_rows(0.5))
+    assert (out.points, out.files, out.classes, out.top_k, out.low_confidence) == (3, 1, 3, 2, 1)
+    assert out.summary.select("name", "points", "share").rows() == [
+        ("Acropora / Branching", 1, pytest.approx(1 / 3)), ("Porites / Massive", 1, pytest.approx(1 / 3)),
+        ("(low confidence: unclassified)", 1, pytest.approx(1 / 3))]
+
+    # the same rows as CSV (nulls as empty fields); without --min-confidence nothing is low-confidence
+    csv = predict(str(model), features=[str(features)], output=tmp_path / "out.csv", top_k=2)
+    again = pl.read_csv(csv.output, infer_schema_length=None)
+    assert again.drop("feature_file", "row", "col").to_dicts() == _approx_rows(tiny_model.expected_rows(None))
+
+    # --top-k above the class count is capped at it: the third class comes last
+    wide = pl.read_parquet(predict(str(model), features=[str(features)], output=tmp_path / "wide.parquet",
+                                   top_k=5).output)
+    assert "top4_class_key" not in wide.columns
+    assert wide["top3_name"].to_list() == ["Sand", "Acropora / Branching", "Sand"]
+    assert wide["top3_score"].to_list() == pytest.approx([0.20, 0.10, 1 / 3], abs=1e-9)
 
 
 # --------------------------------------------------------------------------------------------------

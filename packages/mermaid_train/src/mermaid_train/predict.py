@@ -328,12 +328,15 @@ def read_points_csv(path: Path, files: list[tuple[str, str]]) -> pl.DataFrame:
     uri = pl.Series("feature_uri", [next(iter(m)) if len(m) == 1 else None for m in matches], dtype=pl.String)
     rows = table["row"].str.strip_chars().cast(pl.Int64, strict=False)
     cols = table["col"].str.strip_chars().cast(pl.Int64, strict=False)
+    duplicate, first_of = _duplicates(uri, rows, cols)
     problems = (
         (rows.is_null() | cols.is_null(), lambda i: f"row {table['row'][i]!r} / col {table['col'][i]!r} is not a "
                                                     "whole number"),
         ((rows < 0) | (cols < 0) | (rows > MAX_POSITION) | (cols > MAX_POSITION),
          lambda i: f"row {rows[i]} / col {cols[i]} is outside 0..{MAX_POSITION}"),
         (uri.is_null(), lambda i: _unmatched(which, names[i], matches[i], lookup)),
+        (duplicate, lambda i: f"{which} {names[i]!r} at (row, col) = ({rows[i]}, {cols[i]}) is also row "
+                              f"{int(first_of[i]) + 2}: each point once"),
     )
     bad = np.zeros(table.height, dtype=bool)
     first: tuple[int, str] | None = None
@@ -350,6 +353,16 @@ def read_points_csv(path: Path, files: list[tuple[str, str]]) -> pl.DataFrame:
         raise PredictInputError(f"{first[1]}{more}", where=f"{where}, row {first[0] + 2}", fix=fix)
     return pl.DataFrame({"feature_file": uri, "row": rows, "col": cols, "feature_uri": uri,
                          "__csv_row": pl.int_range(2, table.height + 2, eager=True)})
+
+
+def _duplicates(uri: pl.Series, rows: pl.Series, cols: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """Rows naming a point an earlier row names (same file, row, col), and each row's first such row index."""
+    keys = pl.DataFrame({"uri": uri, "row": rows, "col": cols}).with_row_index("i")
+    first = keys.join(keys.group_by("uri", "row", "col").agg(pl.col("i").min().alias("first")),
+                      on=["uri", "row", "col"], how="left", nulls_equal=False).sort("i")["first"]
+    first_of = first.fill_null(-1).to_numpy()
+    repeated = pl.Series(first_of != np.arange(len(first_of))) & uri.is_not_null() & rows.is_not_null() & cols.is_not_null()
+    return repeated, first_of
 
 
 def _unmatched(which: str, name: str, matched: set[str], lookup: dict[str, set[str]]) -> str:
