@@ -267,6 +267,50 @@ def test_output_folder_must_exist(run_folder: Path, tmp_path: Path, train_lake) 
     _nothing_written(tmp_path)
 
 
+def test_points_csv_duplicates_and_missing_columns(tiny, tmp_path: Path) -> None:
+    """Bug pinned: a --points row naming the same point twice was predicted twice instead of refused."""
+    model, features = tiny
+    csv = tmp_path / "points.csv"
+    args = ("predict", str(model), "--features", str(features), "--points", str(csv), "--output",
+            str(tmp_path / "out.parquet"))
+    csv.write_text("file,row,col\ni1.featurevector,10,20\ni1.featurevector,30,40\ni1.featurevector,10,20\n")
+    _one_line_error(_cli(*args), f"{csv}, row 4:", "'i1.featurevector' at (row, col) = (10, 20) is also row 2",
+                    "Fix: give one point per row")
+    csv.write_text("image,row\ni1,10\n")
+    _one_line_error(_cli(*args), f"{csv}, row 1:", "needs columns file (or image), row, col; it has image, row")
+    csv.write_text("image,row,col\n1,10,-20\n1,10,70000\n,10,20\n")
+    _one_line_error(_cli(*args), f"{csv}, row 2:", "col -20 is outside 0..65535", "(3 bad rows of 3)")
+    csv.write_text("image,row,col\n")
+    _one_line_error(_cli(*args), str(csv), "has no rows")
+    csv.write_text("image,row,col\n1,10,20\n")  # a good CSV: the image is the file name's number
+    assert _cli(*args).exit_code == 0 and pl.read_parquet(tmp_path / "out.parquet")["top1_name"].to_list() == [
+        "Acropora / Branching"]
+
+
+def test_option_values_out_of_range(tiny, tmp_path: Path) -> None:
+    model, features = tiny
+    base = ("predict", str(model), "--features", str(features), "--output", str(tmp_path / "out.parquet"))
+    for value in ("1.5", "-0.1", "nan"):
+        _one_line_error(_cli(*base, "--min-confidence", value), f"--min-confidence {value}", "is not a probability",
+                        "Fix: pass a value in [0, 1], e.g. 0.5")
+    _one_line_error(_cli(*base, "--top-k", "0"), "--top-k 0 must be at least 1")
+    _one_line_error(_cli(*base, "--snapshot", "snap-x"), "either --snapshot ID or --features")
+    _one_line_error(_cli("predict", str(model), "--output", str(tmp_path / "out.parquet")),
+                    "either --snapshot ID or --features")
+    _one_line_error(_cli(*base, "--format", "json"), "--format 'json' is not one of parquet, csv")
+    _nothing_written(tmp_path)
+
+
+def test_output_that_cannot_be_written(tiny, tmp_path: Path) -> None:
+    model, features = tiny
+    base = ("predict", str(model), "--features", str(features))
+    (tmp_path / "out.parquet").mkdir()
+    _one_line_error(_cli(*base, "--output", str(tmp_path / "out.parquet")), "is a folder, not a file")
+    (tmp_path / "out.csv").write_text("")
+    _one_line_error(_cli(*base, "--output", str(tmp_path / "out.csv" / "x.parquet")), "is a file, not a folder")
+    assert (tmp_path / "out.csv").read_text() == "" and not any((tmp_path / "out.parquet").iterdir())
+
+
 # --------------------------------------------------------------------------------------------------
 # the logged model from a real mlflow server
 # --------------------------------------------------------------------------------------------------

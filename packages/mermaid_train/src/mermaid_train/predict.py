@@ -302,7 +302,12 @@ def _lookup(files: list[tuple[str, str]]) -> tuple[dict[str, set[str]], dict[str
 
 
 def read_points_csv(path: Path, files: list[tuple[str, str]]) -> pl.DataFrame:
-    """``feature_file, row, col, feature_uri`` of the points a ``--points`` CSV names; a bad row is an error."""
+    """``feature_file, row, col, feature_uri`` of the points a ``--points`` CSV names.
+
+    A bad row is an error naming the first one (its CSV row number) and how many there are: a row or col
+    that is not a whole number in 0..65535, a file or image that names no feature file (or several), a
+    point an earlier row already names.
+    """
     where = str(path)
     fix = ("give one point per row: a file (its path, its name, or its key below the prefix) or image "
            "(the file name without .featurevector / _featurevector), and whole-number row and col")
