@@ -83,6 +83,8 @@ def test_bad_input_names_the_expected_shape(logged) -> None:
         model.predict(np.zeros((3, 3)))
     with pytest.raises(Exception, match="feature vectors must be numbers"):
         model.predict(np.array([["a", "b"]], dtype=object))
+    with pytest.raises(Exception, match=r"min_confidence 1.5 is not a probability: pass a value in \[0, 1\]"):
+        model.predict(tiny_model.X, params={"min_confidence": 1.5})
 
 
 def test_loads_from_the_tracking_store_too(logged) -> None:

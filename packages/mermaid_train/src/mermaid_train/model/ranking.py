@@ -43,7 +43,12 @@ def top_k(proba: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def prediction_columns(proba: np.ndarray, labels: dict[str, np.ndarray], *, k: int = DEFAULT_TOP_K,
                        min_confidence: float | None = None) -> dict[str, np.ndarray]:
-    """The columns of the module docstring; ``labels`` maps each of ``LABEL_FIELDS`` to an array over the classes."""
+    """The columns of the module docstring; ``labels`` maps each of ``LABEL_FIELDS`` to an array over the classes.
+
+    Raises ``ValueError`` when ``min_confidence`` is not a probability.
+    """
+    if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"min_confidence {min_confidence} is not a probability: pass a value in [0, 1], e.g. 0.5")
     index, scores = top_k(proba, k)
     confidence = scores[:, 0].astype(np.float64)
     low = confidence < float(min_confidence) if min_confidence else np.zeros(len(confidence), dtype=bool)
