@@ -92,7 +92,7 @@ def predict_proba(model, x: np.ndarray, *, chunk: int = CHUNK, strict: bool = Fa
     """``model.predict_proba(x)`` (float64 ``[n, classes]``), ``chunk`` points at a time.
 
     pyspacer's classifier (sigmoid-calibrated ``MLPClassifier``) goes through ``fast_proba`` unless
-    ``strict``: the same scores to about 1e-6, in float32 matrix products instead of scikit-learn's float64.
+    ``strict`` (scikit-learn's own ``predict_proba``): the same scores, without one calibrator call per class.
     """
     fast = None if strict else fast_proba(model)
     out = np.empty((x.shape[0], len(model.classes_)), dtype=np.float64)
@@ -107,9 +107,10 @@ def fast_proba(model):
 
     pyspacer's classifier is a ``CalibratedClassifierCV`` (``cv="prefit"``, sigmoid) over an
     ``MLPClassifier`` (ReLU, softmax out, more than two classes). scikit-learn's ``predict_proba`` runs the
-    network in float64 (its weights' dtype) and then one calibrator call per class; this runs the
-    network in float32, then every class's sigmoid ``expit(-(a * p + b))`` at once, normalises each row
-    (a row of zeros becomes uniform) and averages over the calibrated copies, as scikit-learn does.
+    network and then one calibrator call per class (each checks its input: most of its time at 200+
+    classes); this runs the network the same way (in its weights' dtype), then every class's sigmoid
+    ``expit(-(a * p + b))`` at once, normalises each row (a row of zeros becomes uniform) and averages
+    over the calibrated copies, as scikit-learn does.
     """
     calibrated = getattr(model, "calibrated_classifiers_", None)
     if not calibrated or type(model).__name__ != "CalibratedClassifierCV":
@@ -126,17 +127,17 @@ def fast_proba(model):
                 or not np.array_equal(np.asarray(member.classes), classes)
                 or not all(hasattr(c, "a_") and hasattr(c, "b_") for c in calibrators)):
             return None
-        weights = [np.ascontiguousarray(w, dtype=np.float32) for w in net.coefs_]
-        biases = [np.asarray(b, dtype=np.float32) for b in net.intercepts_]
+        dtype = np.result_type(np.float32, *net.coefs_)  # scikit-learn's: float32 weights stay float32
+        weights = [np.ascontiguousarray(w, dtype=dtype) for w in net.coefs_]
+        biases = [np.asarray(b, dtype=dtype) for b in net.intercepts_]
         a = np.asarray([float(c.a_) for c in calibrators])
         b = np.asarray([float(c.b_) for c in calibrators])
         parts.append((weights, biases, a, b))
 
     def proba(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
         total = np.zeros((x.shape[0], len(classes)), dtype=np.float64)
         for weights, biases, a, b in parts:
-            h = x
+            h = np.ascontiguousarray(x, dtype=weights[0].dtype)
             for layer, (w, bias) in enumerate(zip(weights, biases)):
                 h = h @ w
                 h += bias
