@@ -152,12 +152,12 @@ def test_report_renders_in_chromium_with_images_and_names(tmp_path: Path) -> Non
     dom = render_dom(page)
     body = _body(dom)
     assert body["data-images-total"] == "5" and body["data-images-loaded"] == "5", body
-    per_label = re.search(r"<table class=\"data\" data-table=\"per-label\">(.*?)</table>", dom, re.S).group(1)
+    per_label = re.search(r"<table class=\"data\" data-table=\"per-label\">(.*?)</table>", dom, re.DOTALL).group(1)
     for key, name in zip(KEYS, NAMES):  # each class's row holds its name beside its key
         assert re.search(rf"<tr><td>{re.escape(name)}</td><td>{re.escape(key)}</td>", per_label), name
     assert "Hard coral" in per_label and "snap-0123" in dom and "models:/reef/3" in dom
     assert re.search(r"<a href=\"file:///[^\"]*/snapshots/snap-0123/manifest.json\"", dom)
-    taxonomy = re.search(r"data-table=\"taxonomy\">(.*?)</table>", dom, re.S).group(1)
+    taxonomy = re.search(r"data-table=\"taxonomy\">(.*?)</table>", dom, re.DOTALL).group(1)
     assert "Algae" in taxonomy and "Sand" in taxonomy
 
 

@@ -302,7 +302,12 @@ def _lookup(files: list[tuple[str, str]]) -> tuple[dict[str, set[str]], dict[str
 
 
 def read_points_csv(path: Path, files: list[tuple[str, str]]) -> pl.DataFrame:
-    """``feature_file, row, col, feature_uri`` of the points a ``--points`` CSV names; a bad row is an error."""
+    """``feature_file, row, col, feature_uri`` of the points a ``--points`` CSV names.
+
+    A bad row is an error naming the first one (its CSV row number) and how many there are: a row or col
+    that is not a whole number in 0..65535, a file or image that names no feature file (or several), a
+    point an earlier row already names.
+    """
     where = str(path)
     fix = ("give one point per row: a file (its path, its name, or its key below the prefix) or image "
            "(the file name without .featurevector / _featurevector), and whole-number row and col")
@@ -328,12 +333,15 @@ def read_points_csv(path: Path, files: list[tuple[str, str]]) -> pl.DataFrame:
     uri = pl.Series("feature_uri", [next(iter(m)) if len(m) == 1 else None for m in matches], dtype=pl.String)
     rows = table["row"].str.strip_chars().cast(pl.Int64, strict=False)
     cols = table["col"].str.strip_chars().cast(pl.Int64, strict=False)
+    duplicate, first_of = _duplicates(uri, rows, cols)
     problems = (
         (rows.is_null() | cols.is_null(), lambda i: f"row {table['row'][i]!r} / col {table['col'][i]!r} is not a "
                                                     "whole number"),
         ((rows < 0) | (cols < 0) | (rows > MAX_POSITION) | (cols > MAX_POSITION),
          lambda i: f"row {rows[i]} / col {cols[i]} is outside 0..{MAX_POSITION}"),
         (uri.is_null(), lambda i: _unmatched(which, names[i], matches[i], lookup)),
+        (duplicate, lambda i: f"{which} {names[i]!r} at (row, col) = ({rows[i]}, {cols[i]}) is also row "
+                              f"{int(first_of[i]) + 2}: each point once"),
     )
     bad = np.zeros(table.height, dtype=bool)
     first: tuple[int, str] | None = None
@@ -350,6 +358,16 @@ def read_points_csv(path: Path, files: list[tuple[str, str]]) -> pl.DataFrame:
         raise PredictInputError(f"{first[1]}{more}", where=f"{where}, row {first[0] + 2}", fix=fix)
     return pl.DataFrame({"feature_file": uri, "row": rows, "col": cols, "feature_uri": uri,
                          "__csv_row": pl.int_range(2, table.height + 2, eager=True)})
+
+
+def _duplicates(uri: pl.Series, rows: pl.Series, cols: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """Rows naming a point an earlier row names (same file, row, col), and each row's first such row index."""
+    keys = pl.DataFrame({"uri": uri, "row": rows, "col": cols}).with_row_index("i")
+    first = keys.join(keys.group_by("uri", "row", "col").agg(pl.col("i").min().alias("first")),
+                      on=["uri", "row", "col"], how="left", nulls_equal=False).sort("i")["first"]
+    first_of = first.fill_null(-1).to_numpy()
+    repeated = pl.Series(first_of != np.arange(len(first_of))) & uri.is_not_null() & rows.is_not_null() & cols.is_not_null()
+    return repeated, first_of
 
 
 def _unmatched(which: str, name: str, matched: set[str], lookup: dict[str, set[str]]) -> str:
@@ -428,15 +446,14 @@ def _classify(points: _Points, loaded, labels: ClassLabels, cache, *, top_k: int
 def _missing_points(points: _Points, uri: str, f_rows: np.ndarray, start: int, rows, cols, found) -> None:
     bad = np.flatnonzero(~found)
     r, c = int(rows[bad[0]]), int(cols[bad[0]])
-    where_row = ""
+    detail = f"{len(bad)} of {len(rows)} requested points missing; the file holds {len(f_rows)} points"
     if "__csv_row" in points.table.columns:
-        where_row = f", {points.origin} row {int(points.table['__csv_row'][start + int(bad[0])])}"
+        detail = f"row {int(points.table['__csv_row'][start + int(bad[0])])}; {detail}"
         fix = f"correct or drop the rows of {points.origin} that name points the file does not hold"
     else:
         fix = "re-extract this image's features at the annotated points and re-ingest, or leave the image out"
     raise PredictInputError(
-        f"the feature file has no point at (row, col) = ({r}, {c}) that {points.origin} asks for{where_row} "
-        f"({len(bad)} of {len(rows)} requested points missing; the file holds {len(f_rows)} points)",
+        f"the feature file has no point at (row, col) = ({r}, {c}) that {points.origin} asks for ({detail})",
         where=uri, fix=fix)
 
 
