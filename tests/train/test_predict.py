@@ -407,12 +407,10 @@ def test_predict_with_registered_and_run_uris(registered, train_lake, tmp_path: 
     _one_line_error(cli, "has no version '99'", f"versions: {result.registered_version}")
     cli = _cli("predict", f"runs:/{result.run_id}/modle", "--snapshot", train_lake.snapshot_id, "--lake", lake,
                "--output", str(tmp_path / "out.parquet"), "--tracking-uri", server.uri)
-    _one_line_error(cli, "has no artifact 'modle'", "nearest artifacts: ")  # "model" is not one: see the xfail below
+    _one_line_error(cli, "has no artifact 'modle'", "nearest artifacts: model")  # the run's logged model
     _nothing_written(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="model/load.py (owned by wt-evaluate) looks runs:/<id>/model up among the run's "
-                   "artifacts; MLflow 3 logs the model as a LoggedModel outside them")
 def test_predict_with_the_runs_model_uri(registered, train_lake, tmp_path: Path) -> None:
     """Bug pinned: ``runs:/<run id>/model``, the URI load.py's own fix line suggests, said the run has no artifact."""
     server, result = registered
