@@ -20,20 +20,10 @@ from mermaid_train.evaluation import evaluate
 from typer.testing import CliRunner
 
 from tests.support.cli import assert_names_fix, one_line_error
-from tests.support.mlflow_server import MLflowServer, session_mlflow_server, session_train_lake
+from tests.support.mlflow_server import MLflowServer
 
 EPOCHS = 2
 CLASSES = 6
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
-    return session_mlflow_server(request)
-
-
-@pytest.fixture(scope="session")
-def runner_lake(request: pytest.FixtureRequest) -> Lake:
-    return session_train_lake(request)
 
 
 @dataclass(frozen=True)

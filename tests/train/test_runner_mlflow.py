@@ -21,8 +21,6 @@ from typer.testing import CliRunner
 from tests.support.mlflow_server import (
     MLflowServer,
     free_port,
-    session_mlflow_server,
-    session_train_lake,
     write_sources_csv,
 )
 
@@ -34,16 +32,6 @@ RUN_FILES = {
     "snapshot/manifest.json", "snapshot/ba_counts.csv", "snapshot/bagf_counts.csv", "snapshot/project_stats.csv",
     "snapshot/unmapped_labels.csv", "snapshot/label_mapping.csv", "snapshot/dropped_by_reason.csv",
 }
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
-    return session_mlflow_server(request)
-
-
-@pytest.fixture(scope="session")
-def runner_lake(request: pytest.FixtureRequest) -> Lake:
-    return session_train_lake(request)
 
 
 @pytest.fixture(scope="session")

@@ -17,23 +17,11 @@ from mermaid_data.lake import Lake
 
 from tests.support.mlflow_server import (
     MLflowServer,
-    session_mlflow_server,
-    session_train_lake,
     write_sources_csv,
 )
 from tests.support.seed_docs import seed_exclusions_csv, seed_python_examples, seed_rollups_csv
 
 EXAMPLES = seed_python_examples()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
-    return session_mlflow_server(request)
-
-
-@pytest.fixture(scope="session")
-def runner_lake(request: pytest.FixtureRequest) -> Lake:
-    return session_train_lake(request)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,27 @@ from rich.table import Table
 console = Console()
 
 
+def _quality_rows(h: dict[str, float]) -> list[tuple[str, str]]:
+    """Rows a training run and an evaluation both print: top-k, calibration, cover error, per-source accuracy."""
+    rows = []
+    tops = [f"top-{k} {h[f'top_{k}_accuracy']:.4f}" for k in (3, 5) if f"top_{k}_accuracy" in h]
+    if tops:
+        rows.append(("top-k accuracy", ", ".join(tops)))
+    if "ece" in h:
+        rows.append(("expected calibration error", f"{h['ece']:.4f}"))
+    rows.append(("cover error: mean |bias| / RMSE (pp)", f"{h['cover_mean_abs_bias_pp']:.2f} / {h['cover_rmse_pp']:.2f}"))
+    if "source_accuracy_min" in h:
+        rows.append(("per-source accuracy min / median / max",
+                     f"{h['source_accuracy_min']:.3f} / {h['source_accuracy_median']:.3f} / {h['source_accuracy_max']:.3f}"))
+    return rows
+
+
+def _root_error_rows(h: dict[str, float]) -> list[tuple[str, str]]:
+    if "error_same_root_share" not in h:
+        return []
+    return [("errors within the same root group", f"{h['error_same_root_share']:.1%} of {int(h['errors']):,}")]
+
+
 def print_result(result) -> None:
     """Headline metrics and where everything is."""
     h = result.headline
@@ -23,20 +44,11 @@ def print_result(result) -> None:
         ("balanced accuracy", f"{h['balanced_accuracy']:.4f}"),
         ("macro precision / recall / F1", f"{h['macro_precision']:.4f} / {h['macro_recall']:.4f} / {h['macro_f1']:.4f}"),
     ]
-    tops = [f"top-{k} {h[f'top_{k}_accuracy']:.4f}" for k in (3, 5) if f"top_{k}_accuracy" in h]
-    if tops:
-        rows.append(("top-k accuracy", ", ".join(tops)))
-    if "ece" in h:
-        rows.append(("expected calibration error", f"{h['ece']:.4f}"))
-    rows.append(("cover error: mean |bias| / RMSE (pp)", f"{h['cover_mean_abs_bias_pp']:.2f} / {h['cover_rmse_pp']:.2f}"))
-    if "source_accuracy_min" in h:
-        rows.append(("per-source accuracy min / median / max",
-                     f"{h['source_accuracy_min']:.3f} / {h['source_accuracy_median']:.3f} / {h['source_accuracy_max']:.3f}"))
+    rows += _quality_rows(h)
     rows.append((f"recipe ({result.recipe_id})", _recipe_line(result.recipe)))
     if "mcc" in h:
         rows.append(("MCC / log loss", f"{h['mcc']:.4f} / {h.get('log_loss', float('nan')):.4f}"))
-    if "error_same_root_share" in h:
-        rows.append(("errors within the same root group", f"{h['error_same_root_share']:.1%} of {int(h['errors']):,}"))
+    rows += _root_error_rows(h)
     rows.append(("ref accuracy by epoch", " ".join(f"{a:.3f}" for a in result.ref_accs)))
     if len(result.epochs) and not math.isnan(result.epochs[0].ref_loss):
         rows.append(("ref loss by epoch", " ".join(f"{e.ref_loss:.3f}" for e in result.epochs)))
@@ -127,18 +139,9 @@ def print_evaluation(result) -> None:
                  f"{h['balanced_accuracy']:.4f} / {h.get('balanced_accuracy_known_classes', math.nan):.4f}"))
     rows.append(("macro precision / recall / F1",
                  f"{h['macro_precision']:.4f} / {h['macro_recall']:.4f} / {h['macro_f1']:.4f}"))
-    tops = [f"top-{k} {h[f'top_{k}_accuracy']:.4f}" for k in (3, 5) if f"top_{k}_accuracy" in h]
-    if tops:
-        rows.append(("top-k accuracy", ", ".join(tops)))
+    rows += _quality_rows(h)
     rows.append(("MCC / log loss (known classes)", f"{h['mcc']:.4f} / {h.get('log_loss', math.nan):.4f}"))
-    if "ece" in h:
-        rows.append(("expected calibration error", f"{h['ece']:.4f}"))
-    rows.append(("cover error: mean |bias| / RMSE (pp)", f"{h['cover_mean_abs_bias_pp']:.2f} / {h['cover_rmse_pp']:.2f}"))
-    if "source_accuracy_min" in h:
-        rows.append(("per-source accuracy min / median / max",
-                     f"{h['source_accuracy_min']:.3f} / {h['source_accuracy_median']:.3f} / {h['source_accuracy_max']:.3f}"))
-    if "error_same_root_share" in h:
-        rows.append(("errors within the same root group", f"{h['error_same_root_share']:.1%} of {int(h['errors']):,}"))
+    rows += _root_error_rows(h)
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
