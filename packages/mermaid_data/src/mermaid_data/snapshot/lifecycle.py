@@ -193,8 +193,8 @@ def diff(lake: Lake, a: str, b: str) -> dict:
         for alias, sid in (("a", ida), ("b", idb)):
             con.execute(f"CREATE VIEW {alias} AS SELECT * FROM read_parquet("
                         f"'{_esc(str(snapshot_uri(lake, sid).join(ROWS_FILE)))}')")
-        added, removed, changed = con.execute(load_sql("snapshot/diff_rows")).fetchone()
-        labels = pl.from_arrow(con.execute(load_sql("snapshot/diff_labels")).to_arrow_table())
+        added, removed, changed = con.execute(load_sql("diff/rows")).fetchone()
+        labels = pl.from_arrow(con.execute(load_sql("diff/labels")).to_arrow_table())
     finally:
         con.close()
     ra, rb = ma["recipe"], mb["recipe"]

@@ -1,7 +1,8 @@
 -- `snapshot diff`: the classes whose row counts differ between snapshot A (view `a`) and B (view `b`),
 -- with the class's name beside its key ("{ba_id}::{gf_id}"; the rows carry the taxonomy names they were
 -- built with: "BA / GF", or the BA name without a growth form). Largest change first; ties by key, so
--- the order is total. Not part of a build (no snapshot ID covers it).
+-- the order is total.
+-- Not part of a build (sql/snapshot and sql/views are): no snapshot ID covers this file.
 WITH rows_ab AS (
     SELECT 'a' AS side, benthic_attribute_id || '::' || growth_form_id AS class_key,
            benthic_attribute_name, growth_form_name FROM a
