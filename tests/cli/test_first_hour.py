@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 BIN = Path(sys.executable).parent
 
@@ -23,7 +25,8 @@ def first_hour_block() -> str:
 def test_first_hour_block_is_the_whole_loop() -> None:
     block = first_hour_block()
     for command in ("demo-sources", "ingest", "sql", "history", "spec sources", "spec rollups", "spec labels",
-                    "snapshot create", "snapshot list", "snapshot show", "snapshot rebuild", "mermaid-train run"):
+                    "snapshot create", "snapshot list", "snapshot show", "snapshot rebuild", "mermaid-train run",
+                    "mermaid-train evaluate", "mermaid-train predict"):
         assert command in block, command
 
 
@@ -48,4 +51,17 @@ def test_first_hour_runs_as_written(tmp_path: Path) -> None:
     assert "identical:" in out  # snapshot rebuild
     assert "accuracy" in out and (tmp_path / "first-hour" / "runs").is_dir()
     assert (tmp_path / "first-hour" / "unmapped.csv").read_text().startswith("site,")
+    # train -> evaluate -> predict: the evaluation of the val set is the run's own figures, every point predicted
+    import polars as pl
+    import yaml
+
+    (run,) = (tmp_path / "first-hour" / "runs").iterdir()
+    (evaluation,) = (tmp_path / "first-hour" / "evaluations").iterdir()
+    trained = yaml.safe_load((run / "train_summary.yaml").read_text())
+    scored = yaml.safe_load((evaluation / "evaluation.yaml").read_text())
+    assert scored["counts"]["scored"] == trained["split"]["annotations"]["val"] > 0
+    assert scored["metrics"]["accuracy"] == pytest.approx(trained["metrics"]["accuracy"], abs=1e-5)
+    assert "report.html" in {p.name for p in evaluation.iterdir()}
+    predictions = pl.read_csv(tmp_path / "first-hour" / "predictions.csv", infer_schema=False)
+    assert predictions.height == scored["snapshot"]["rows"] and predictions["top1_name"].null_count() == 0
     assert "Traceback" not in done.stderr

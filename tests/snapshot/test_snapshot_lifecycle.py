@@ -151,6 +151,9 @@ def test_diff_counts_rows_and_names_the_recipe_inputs(lc) -> None:
     assert "recipe input options.missing_features_allowed: 5.0 → 20.0" in out
     assert "input_versions" not in out
     assert f"{B1}::" in out  # label counts changed (Hard coral grows through the rollups)
+    # Bug pinned: the label changes showed UUID keys only; each key's row now carries its name
+    row = next(line for line in out.splitlines() if f"{B1}::" in line)
+    assert "Hard coral" in row, row
     same = cli("snapshot", "diff", a, a[:10], "--lake", str(lake.uri))
     assert "rows added 0, removed 0, relabelled 0" in same.output and "recipes are identical" in same.output
 

@@ -1,9 +1,10 @@
-"""Headless Chromium (Debian's `chromium` package) rendering a local HTML file, for report tests.
+"""Headless Chromium (Debian's `chromium` package) rendering a local HTML file or page, for report tests.
 
-``render_dom(path)`` starts Chromium itself on the file (no server), lets the page's scripts run with a
-virtual time budget, and returns the DOM as Chromium built it (``--dump-dom``). The process is started
-by this helper and, if it does not finish in time, stopped by its own process id. Tests that need it
-call ``require_chromium()``, which skips with the command that installs it when it is missing.
+``render_dom(path)`` starts Chromium itself on the file (no server; ``render_url`` for a local server's
+page), lets the page's scripts run with a virtual time budget, and returns the DOM as Chromium built it
+(``--dump-dom``). The process is started by this helper and, if it does not finish in time, stopped by its
+own process id. Tests that need it call ``require_chromium()``, which skips with the command that
+installs it when it is missing.
 """
 
 from __future__ import annotations
@@ -41,11 +42,15 @@ def require_chromium() -> str:
 
 def render_dom(path: Path, *, budget_ms: int = 5000, timeout_s: float = 60) -> str:
     """The DOM of ``path`` after Chromium loaded it and ran its scripts."""
+    return render_url(Path(path).resolve().as_uri(), budget_ms=budget_ms, timeout_s=timeout_s)
+
+
+def render_url(url: str, *, budget_ms: int = 5000, timeout_s: float = 60) -> str:
+    """The DOM of ``url`` (a file, or a page of a local server such as MLflow's UI) after its scripts ran."""
     binary = require_chromium()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         process = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--dump-dom",
-             Path(path).resolve().as_uri()],
+            [binary, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         try:
@@ -55,5 +60,5 @@ def render_dom(path: Path, *, budget_ms: int = 5000, timeout_s: float = 60) -> s
             process.communicate()
             raise
     if process.returncode != 0:
-        raise RuntimeError(f"chromium exited with {process.returncode} rendering {path}")
+        raise RuntimeError(f"chromium exited with {process.returncode} rendering {url}")
     return out

@@ -9,6 +9,8 @@ import pytest
 from mermaid_data.lake import Lake
 from mermaid_data.snapshot import SnapshotSpec
 
+from tests.support.mlflow_server import MLflowServer, session_mlflow_server, session_train_lake
+
 TRAIN_CLASSES = 6  # the tiny demo's most frequent classes: enough points each to train on
 
 
@@ -51,3 +53,15 @@ def train_packed(train_lake: TrainLake, tmp_path_factory: pytest.TempPathFactory
     packed = pack(split, snapshot_id=sid, split_key="images-seed0", cache=FeatureCache(work / "cache"),
                   lake=train_lake.lake, work_dir=work, missing_allowed_pct=5.0)
     return split, packed
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
+    """One real `mlflow server` for the session (``tests.support.mlflow_server``)."""
+    return session_mlflow_server(request)
+
+
+@pytest.fixture(scope="session")
+def runner_lake(request: pytest.FixtureRequest) -> Lake:
+    """The lake the MLflow runner tests train from (``session_train_lake``)."""
+    return session_train_lake(request)

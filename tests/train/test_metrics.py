@@ -125,12 +125,15 @@ def test_files_written(tmp_path: Path) -> None:
                             class_names=["Alpha", "Beta", "Gamma"], epochs=_epochs([0.4, 0.5], [0.1, 0.1]))
     files = m.write(tmp_path)
     for name in ("metrics.json", "per_label.csv", "confusion_matrix.csv", "per_source.csv", "per_image_cover.csv",
-                 "calibration.csv", "epochs.csv", "confusion_matrix.png", "reliability.png", "epochs.png"):
+                 "calibration.csv", "epochs.csv", "confusion_matrix.png", "reliability.png", "epochs.png",
+                 "per_class_f1.png"):
         assert files[name].is_file() and files[name].stat().st_size > 0, name
     assert files["confusion_matrix.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(files["metrics.json"].read_text())["accuracy"] == pytest.approx(4 / 6)
     cm = pl.read_csv(files["confusion_matrix.csv"])
-    assert cm.columns == ["true_class", *CLASSES]
+    assert cm.columns == ["true_root", "true_class", "true_name", "Alpha", "Beta", "Gamma"]  # names beside keys
+    assert cm["true_class"].to_list() == CLASSES and cm.select("Alpha", "Beta", "Gamma").rows() == [
+        (1, 1, 1), (0, 2, 0), (0, 0, 1)]
     per_label = pl.read_csv(files["per_label.csv"])
     assert set(per_label["name"]) == {"Alpha", "Beta", "Gamma"}
 

@@ -20,14 +20,9 @@ from mermaid_train.tracking.pending import PENDING_FILE
 from typer.testing import CliRunner
 
 from tests.support.cli import BIN
-from tests.support.mlflow_server import MLflowServer, session_mlflow_server
+from tests.support.mlflow_server import MLflowServer
 
 PROGRESS = "[mermaid] "
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
-    return session_mlflow_server(request)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

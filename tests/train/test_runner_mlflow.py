@@ -21,8 +21,6 @@ from typer.testing import CliRunner
 from tests.support.mlflow_server import (
     MLflowServer,
     free_port,
-    session_mlflow_server,
-    session_train_lake,
     write_sources_csv,
 )
 
@@ -34,16 +32,6 @@ RUN_FILES = {
     "snapshot/manifest.json", "snapshot/ba_counts.csv", "snapshot/bagf_counts.csv", "snapshot/project_stats.csv",
     "snapshot/unmapped_labels.csv", "snapshot/label_mapping.csv", "snapshot/dropped_by_reason.csv",
 }
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
-    return session_mlflow_server(request)
-
-
-@pytest.fixture(scope="session")
-def runner_lake(request: pytest.FixtureRequest) -> Lake:
-    return session_train_lake(request)
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +128,8 @@ def test_mlflow_run_reads_back(e2e_run, mlflow_server: MLflowServer, monkeypatch
     assert summary["snapshot"]["id"] == result.snapshot_id
     assert summary["training"]["ref_accuracy_per_epoch"] == pytest.approx(return_msg.ref_accs, abs=1e-6)
 
-    # registered model: the timestamped name, version 1 from this run, loadable
+    # registered model: the model name (the run carries the date/time), version 1 from this run, loadable
+    assert result.registered_model == "e2e-model" and result.registered_version == "1"
     versions = client.search_model_versions(f"name='{result.registered_model}'")
     assert len(versions) == 1 and versions[0].run_id == result.run_id
     assert versions[0].tags["snapshot_id"] == result.snapshot_id

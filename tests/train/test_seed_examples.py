@@ -9,6 +9,7 @@ pointing at that lake and ``MLFLOW_TRACKING_URI`` at the session's real MLflow s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,23 +17,11 @@ from mermaid_data.lake import Lake
 
 from tests.support.mlflow_server import (
     MLflowServer,
-    session_mlflow_server,
-    session_train_lake,
     write_sources_csv,
 )
 from tests.support.seed_docs import seed_exclusions_csv, seed_python_examples, seed_rollups_csv
 
 EXAMPLES = seed_python_examples()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> MLflowServer:
-    return session_mlflow_server(request)
-
-
-@pytest.fixture(scope="session")
-def runner_lake(request: pytest.FixtureRequest) -> Lake:
-    return session_train_lake(request)
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +91,12 @@ def test_seed_example_runs_as_written(index: int, mlflow_server: MLflowServer, s
     params = run.data.params
     assert params["snapshot_id"] == result.snapshot_id
     experiment = client.get_experiment(run.info.experiment_id).name
+    # registered under the model name (given, or derived from the recipe as upstream does: lineage.py); the
+    # date/time goes on the run's name
+    assert result.registered_model == _expected_model_name(code)
+    assert re.fullmatch(re.escape(result.registered_model) + r"-\d{8}-\d{6}", run.info.run_name), run.info.run_name
     if "My Experiment 1" in code:
         assert experiment == "My Experiment 1"
-        assert result.registered_model.startswith("my-model-")
         assert params["dataset.include_mermaid"] == "False"
         assert params["dataset.drop_growthforms"] == "True"
         assert params["dataset.ref_val_ratios"] == "0.075,0.125"
@@ -116,12 +108,15 @@ def test_seed_example_runs_as_written(index: int, mlflow_server: MLflowServer, s
     else:
         assert experiment == "mermaid-classifier"  # the setting's default
     if "CustomModelNameHere" in code:  # the example's first two runs (the third is the last `runner`)
-        names = [m.name for m in client.search_registered_models("name LIKE 'CustomModelNameHere-%'")]
-        assert len(names) == 1
+        versions = client.search_model_versions("name = 'CustomModelNameHere'")
+        assert len(versions) == 1 and versions[0].run_id != result.run_id
         quick = client.search_runs([run.info.experiment_id] if experiment == "mermaid-classifier" else
                                    [client.get_experiment_by_name("mermaid-classifier").experiment_id],
                                    "params.`dataset.annotation_limit` = '2000'")
         assert len(quick) == 1 and quick[0].data.params["training.epochs"] == "2"
+        assert quick[0].data.params["model_name"] == "AllLabels-AnnoLimit2000"
+        assert [v.run_id for v in client.search_model_versions("name = 'AllLabels-AnnoLimit2000'")] == [
+            quick[0].info.run_id]
         assert len(client.get_metric_history(quick[0].info.run_id, "ref_accuracy")) == 2
     if "coral_rollups.csv" in code:
         assert params["dataset.label_rollup_spec_csv"] == "labels/coral_rollups.csv"
@@ -130,3 +125,16 @@ def test_seed_example_runs_as_written(index: int, mlflow_server: MLflowServer, s
     if "coralnet_sources_csv='sources/sample.csv'" in code and "include_mermaid=False" not in code:
         assert params["dataset.coralnet_sources_csv"] == "sources/sample.csv"
         assert params["dataset.include_mermaid"] == "True"
+
+
+def _expected_model_name(code: str) -> str:
+    """The name the example's last run registers: its model_name, else upstream's name of its recipe."""
+    if "model_name='my-model'" in code:
+        return "my-model"
+    if "coral_rollups.csv" in code:
+        return "AllLabels-Rollupcoralrollups"
+    if "excluded_labels_csv='labels/exclusions.csv'" in code:
+        return "Excludeexclusions"
+    if "coralnet_sources_csv='sources/sample.csv'" in code:
+        return "AllLabels-sample"
+    return "AllLabels"

@@ -1,4 +1,4 @@
-"""``mermaid-train``: train pyspacer classifiers from lake snapshots, compare runs, run the demo."""
+"""``mermaid-train``: train pyspacer classifiers from lake snapshots, evaluate and compare them, predict, run the demo."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def run(
     previous_model: Annotated[list[str] | None, typer.Option("--previous-model", help="An earlier classifier file (path or s3://) to score on the new val set")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow (MLFLOW_TRACKING_URI, default ./mlflow.db) or only write ./runs/<name>")] = True,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: MERMAID_EXPERIMENT_NAME)")] = None,
-    model_name: Annotated[str | None, typer.Option("--model-name", help="Registered model name; the date/time is appended")] = None,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="Registered model name (each run adds a version; the run is named NAME-<date/time>); default: MERMAID_MODEL_NAME, else from the recipe")] = None,
     annotations_to_log: Annotated[str | None, typer.Option("--annotations-to-log", help="all | s<source id> | i<image id>")] = None,
     missing_features_allowed: Annotated[float | None, typer.Option("--missing-features-allowed", help="Percent of annotations allowed to lack features")] = None,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where --no-mlflow runs go, and MLflow runs whose logging failed (default ./runs)")] = None,
@@ -77,18 +77,101 @@ def run(
     print_result(runner.result)
 
 
+MODEL_HELP = ("models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/classifier.pkl (or /model), "
+              "or a pyspacer classifier file (path or s3://)")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help=f"The model: {MODEL_HELP}")],
+    snapshot: Annotated[str, typer.Option("--snapshot", help="Snapshot ID (or a unique prefix) to score it on")],
+    lake: Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake)")] = None,
+    rows: Annotated[str, typer.Option(help="all (every row of the snapshot) | val (the model's own val set; its training snapshot only)")] = "all",
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="Default: MLFLOW_TRACKING_URI or ./mlflow.db")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment of the evaluation run (default: the training run's, else MERMAID_EXPERIMENT_NAME)")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log an MLflow evaluation run, or only write the folder")] = True,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Where the evaluation folder goes (default ./evaluations)")] = None,
+    fetch_workers: Annotated[int | None, typer.Option("--fetch-workers", help="Parallel feature downloads (MERMAID_FEATURE_FETCH_WORKERS, 50)")] = None,
+    missing_features_allowed: Annotated[float | None, typer.Option("--missing-features-allowed", help="Percent of rows allowed to lack features")] = None,
+) -> None:
+    """Score a model on a snapshot with the training metrics; unknown classes counted, never dropped."""
+    from mermaid_data.progress import default_progress
+
+    from mermaid_train.evaluation import evaluate as run_evaluation
+    from mermaid_train.output import print_evaluation
+
+    print_evaluation(run_evaluation(
+        model, snapshot, lake=lake, rows=rows, tracking_uri=tracking_uri, experiment=experiment, mlflow=mlflow,
+        out_dir=out_dir, fetch_workers=fetch_workers, missing_features_allowed=missing_features_allowed,
+        progress=default_progress()))
+
+
 @app.command()
 @user_errors
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="MLflow run IDs or local run folders (./runs/<name>)")],
+    refs: Annotated[list[str], typer.Argument(help="MLflow run IDs or local run folders (./runs/<name>); with --on, models: " + MODEL_HELP)],
+    on: Annotated[str | None, typer.Option("--on", help="Compare MODELS on this snapshot ID: each evaluated there (or its earlier evaluation run reused)")] = None,
+    lake: Annotated[str | None, typer.Option("--lake", help="With --on: the lake (default: MERMAID_LAKE_URI or ./lake)")] = None,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="Default: MLFLOW_TRACKING_URI or ./mlflow.db")] = None,
+    experiment: Annotated[str | None, typer.Option(help="With --on: experiment of new evaluation runs")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="With --on: log (and reuse) evaluation runs, or only write folders")] = True,
+    reuse: Annotated[bool, typer.Option("--reuse/--no-reuse", help="With --on: reuse an earlier evaluation run of the same model on the same snapshot")] = True,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="With --on: where evaluation folders go (default ./evaluations)")] = None,
     top: Annotated[int, typer.Option(help="Labels to show, largest F1 differences first")] = 20,
 ) -> None:
-    """Runs side by side: snapshot IDs, options that differ, headline metrics, per-label F1 differences."""
-    from mermaid_train.compare import compare_runs
-    from mermaid_train.output import print_comparison
+    """Runs side by side (snapshots, recipe options that differ, metrics, per-label F1), or models on one snapshot (--on)."""
+    from mermaid_train.errors import TrainConfigError
 
-    print_comparison(compare_runs(runs, tracking_uri, top=top))
+    if on is None:
+        from mermaid_train.compare import compare_runs
+        from mermaid_train.output import print_comparison
+
+        if lake or experiment or not mlflow or not reuse or out_dir:
+            raise TrainConfigError("--lake, --experiment, --no-mlflow, --no-reuse and --out-dir go with --on",
+                                   fix="add --on SNAPSHOT_ID to compare models on a snapshot, or drop them")
+        print_comparison(compare_runs(refs, tracking_uri, top=top))
+        return
+    from mermaid_data.progress import default_progress
+
+    from mermaid_train.compare import compare_on
+    from mermaid_train.output import print_model_comparison
+
+    print_model_comparison(compare_on(on, refs, lake=lake, tracking_uri=tracking_uri, experiment=experiment,
+                                      mlflow=mlflow, reuse=reuse, top=top, out_dir=out_dir,
+                                      progress=default_progress()))
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH, or a classifier file (path or s3://)")],
+    more_features: Annotated[list[str] | None, typer.Argument(metavar="FILE_OR_PREFIX", help="More --features files or prefixes (so that `--features dir/*.featurevector` works)", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions file: .parquet or .csv (its folder must exist)")] = ...,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Predict every annotation of this snapshot ID (or prefix)")] = None,
+    lake: Annotated[str | None, typer.Option("--lake", help="Lake URI (default: MERMAID_LAKE_URI or ./lake); with --features, names from its taxonomy")] = None,
+    features: Annotated[list[str] | None, typer.Option("--features", metavar="FILE_OR_PREFIX", help="pyspacer feature files, or folders / s3:// prefixes of *.featurevector and *_featurevector files")] = None,
+    points: Annotated[Path | None, typer.Option("--points", help="CSV of the points to predict: file (or image), row, col; default every point of each file")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes per point, best first")] = 3,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Mark points whose best score is lower (MERMAID: 0.5) as low-confidence, without a predicted class")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="parquet | csv (default: from the --output extension)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="For models:/ and runs:/ (default: MLFLOW_TRACKING_URI or ./mlflow.db)")] = None,
+    fetch_workers: Annotated[int | None, typer.Option("--fetch-workers", help="Parallel feature downloads (MERMAID_FEATURE_FETCH_WORKERS, 50)")] = None,
+) -> None:
+    """Classify points with a model: per point the top-k classes with names and calibrated scores."""
+    from mermaid_data.progress import default_progress
+
+    from mermaid_train.errors import TrainConfigError
+    from mermaid_train.output import print_prediction
+    from mermaid_train.predict import predict as run_predict
+
+    if more_features and not features:
+        raise TrainConfigError(f"unexpected argument {more_features[0]!r}",
+                               fix="put feature files and prefixes after --features")
+    print_prediction(run_predict(
+        model, output=output, snapshot=snapshot, lake=lake, features=[*(features or ()), *(more_features or ())],
+        points_csv=points, top_k=top_k, min_confidence=min_confidence, format=format, tracking_uri=tracking_uri,
+        fetch_workers=fetch_workers, progress=default_progress()))
 
 
 @app.command()

@@ -41,3 +41,12 @@ class LoggingFailed(TrackingError):
         self.run_id = run_id
         self.marked_failed = marked_failed
         super().__init__(problem, where=where, fix=fix)
+
+
+class ModelError(MermaidTrainError):
+    """A model URI names no model (unknown registered name, version, alias, run, artifact or file), or what
+    it names is not a classifier."""
+
+
+class PredictInputError(MermaidTrainError):
+    """Input to ``predict`` is unusable: feature files or points that are missing, a bad ``--points`` row."""

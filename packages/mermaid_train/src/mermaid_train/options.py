@@ -27,8 +27,7 @@ from mermaid_train.recipe import Preset, Recipe, preset, with_overrides
 from mermaid_train.split.subsample import Subsample
 
 DEFAULT_EXPERIMENT = "mermaid-classifier"
-DEFAULT_MODEL_NAME = "mermaid-classifier"
-#: MLflow's registry stores names in a VARCHAR(256); the timestamp suffix counts.
+#: MLflow's registry stores names in a VARCHAR(256); the run name is the model name plus the date/time.
 MODEL_NAME_MAX = 256
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 TIMESTAMP_LEN = len("-20250101-120000")
@@ -49,7 +48,7 @@ class TrainSettings(BaseSettings):
         default=DEFAULT_EXPERIMENT,
         validation_alias=AliasChoices("MERMAID_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_NAME"),
     )
-    model_name: str = Field(default=DEFAULT_MODEL_NAME, validation_alias="MERMAID_MODEL_NAME")
+    model_name: str | None = Field(default=None, validation_alias="MERMAID_MODEL_NAME")  # None: from the recipe
     runs_dir: str = Field(default="./runs", validation_alias="MERMAID_RUNS_DIR")
     cache_dir: str = Field(default="~/.cache/mermaid-train", validation_alias="MERMAID_TRAIN_CACHE_DIR")
     tracking_timeout_s: float = Field(default=3.0, validation_alias="MERMAID_TRACKING_TIMEOUT_S")
@@ -317,7 +316,7 @@ def parse_annotations_to_log(spec: str | None) -> AnnotationsSelection | None:
 
 
 def validate_model_name(name: str) -> str:
-    """Check a base model name against MLflow's registered-model rules, leaving room for the timestamp."""
+    """Check a model name against MLflow's registered-model rules, leaving room for the run name's date/time."""
     where = f"model name {name!r}"
     fix = ("use letters, digits, spaces, '.', '_' and '-' (no '/', ':' or control characters), "
            f"at most {MODEL_NAME_MAX - TIMESTAMP_LEN} characters")
@@ -334,22 +333,27 @@ def validate_model_name(name: str) -> str:
         raise TrainConfigError("may not start with '.'", where=where, fix=fix)
     if len(name) + TIMESTAMP_LEN > MODEL_NAME_MAX:
         raise TrainConfigError(
-            f"is {len(name)} characters; with the date/time suffix it would exceed MLflow's limit of "
+            f"is {len(name)} characters; with the run name's date/time suffix it would exceed MLflow's limit of "
             f"{MODEL_NAME_MAX}", where=f"model name {name[:40]!r}…", fix=fix)
     return name
 
 
 def timestamped(name: str, now: datetime | None = None) -> str:
-    """``name`` with the date/time appended, as the seed documents (``my-model-20250131-120000``)."""
+    """``name`` with the date/time appended: a run's name (``my-model-20250131-120000``), as upstream names runs."""
     return f"{name}-{(now or datetime.now()).strftime(TIMESTAMP_FORMAT)}"
 
 
 @dataclass
 class MLflowOptions:
-    """Where and how a run is tracked. ``model_name`` gets the date/time appended."""
+    """Where and how a run is tracked.
+
+    ``model_name`` is the registered model's name: every run registers a new version of it, and the run is
+    named ``<model_name>-<date/time>``. None = the ``MERMAID_MODEL_NAME`` setting, else a name derived
+    from the recipe (``mermaid_train.lineage.default_model_name``).
+    """
 
     experiment_name: str | None = None  # None = MERMAID_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_NAME setting
-    model_name: str | None = None  # None = MERMAID_MODEL_NAME setting
+    model_name: str | None = None  # None = MERMAID_MODEL_NAME setting, else derived from the recipe
     annotations_to_log: str | None = None  # 'all' | 's123' | 'i456' | None
     tracking_uri: str | None = None  # None = MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     register_model: bool = True
@@ -357,11 +361,17 @@ class MLflowOptions:
     def resolved_experiment(self) -> str:
         return self.experiment_name if self.experiment_name is not None else get_train_settings().experiment_name
 
-    def resolved_model_name(self) -> str:
-        return self.model_name if self.model_name is not None else get_train_settings().model_name
+    def resolved_model_name(self, default: str | None = None) -> str | None:
+        """The option, else the ``MERMAID_MODEL_NAME`` setting, else ``default`` (the recipe's name)."""
+        if self.model_name is not None:
+            return self.model_name
+        setting = get_train_settings().model_name
+        return setting if setting is not None else default
 
     def validate(self) -> None:
-        validate_model_name(self.resolved_model_name())
+        name = self.resolved_model_name()
+        if name is not None:
+            validate_model_name(name)
         parse_annotations_to_log(self.annotations_to_log)
         experiment = self.resolved_experiment()
         if not experiment.strip() or len(experiment) > 500:

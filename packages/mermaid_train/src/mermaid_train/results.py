@@ -17,6 +17,7 @@ from mermaid_train.recipe import Recipe
 
 if TYPE_CHECKING:
     from mermaid_train.metrics import ValMetrics
+    from mermaid_train.model.load import ModelRef
     from mermaid_train.split import SubsampleResult
 
 
@@ -130,6 +131,7 @@ class RunResult(_PerEpoch):
     experiment_id: str | None = None
     run_id: str | None = None
     run_url: str | None = None
+    experiment_url: str | None = None  # the experiment's runs table in MLflow's UI
     model_uri: str | None = None
     registered_model: str | None = None
     registered_version: str | None = None
@@ -139,3 +141,44 @@ class RunResult(_PerEpoch):
     def return_msg(self) -> TrainClassifierReturnMsg:
         return TrainClassifierReturnMsg(acc=float(self.headline["accuracy"]), pc_accs=list(self.previous_accuracies),
                                         ref_accs=list(self.ref_accs), runtime=float(self.runtime_s))
+
+
+@dataclass(frozen=True)
+class EvaluationScores:
+    """A model's scores on a set of rows (``evaluation.score``): all rows, and the rows of known classes."""
+
+    metrics: ValMetrics  # every row; classes = the model's, then the unknown ones
+    known: ValMetrics | None  # the rows whose class the model knows (None when there are none)
+    headline: dict[str, float]
+    unknown: pl.DataFrame  # class_key, name, rows: true classes the model does not know
+    truth: np.ndarray  # index into metrics.classes, per row
+    predicted: np.ndarray  # index into the model's classes (the first of metrics.classes), per row
+    confidence: np.ndarray  # the predicted class's probability, per row
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """One model scored on one snapshot (``mermaid_train.evaluation.evaluate``): the figures and where they are."""
+
+    name: str
+    model: ModelRef
+    snapshot_id: str
+    manifest: dict
+    lake: str
+    rows: str  # "all" | "val"
+    scores: EvaluationScores
+    counts: dict[str, int]  # snapshot_rows, selected_rows, missing_features, scored, known_class, unknown_class
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    rows_schema: dict[str, str] = field(default_factory=dict)
+    runtime_s: float = 0.0
+    # with MLflow
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    run_url: str | None = None
+    experiment_url: str | None = None
+
+    @property
+    def headline(self) -> dict[str, float]:
+        return self.scores.headline

@@ -2,8 +2,9 @@
 
 Layout (docs/training.md, "What is logged where"): ``classifier.pkl`` and ``valresult.json`` (written by
 pyspacer), ``metrics/`` (``ValMetrics.write``), ``snapshot/`` (the snapshot's reports),
-``annotations_val.csv``, the ``annotations_to_log`` selection, ``split.parquet``, ``subsample_counts.csv``,
-``class_weights.csv``, ``logit_adjustment.csv``, ``profiled_sections.csv``, ``train_summary.yaml``.
+``annotations_val.csv``, ``classes.csv`` (the model's classes with names), the ``annotations_to_log``
+selection, ``split.parquet``, ``subsample_counts.csv``, ``class_weights.csv``, ``logit_adjustment.csv``,
+``profiled_sections.csv``, ``train_summary.yaml``, ``report.html`` (``mermaid_train.report``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mermaid_data.snapshot.build import REPORTS, snapshot_uri
 
 from mermaid_train.errors import TrainConfigError
 from mermaid_train.features.pack import PackedData
+from mermaid_train.labels import ClassLabels
 from mermaid_train.metrics import ValMetrics
 from mermaid_train.options import AnnotationsSelection
 from mermaid_train.results import RunResult, TrainOutcome
@@ -52,14 +54,17 @@ def select_annotations(rows: pl.DataFrame, selection: AnnotationsSelection | Non
     return chosen.select(columns)
 
 
+def class_labels(rows: pl.DataFrame, classes: list[str]) -> ClassLabels:
+    """Each class key's BA / GF ids and names, from the rows' name columns when present."""
+    names = [c for c in ("benthic_attribute_name", "growth_form_name") if c in rows.columns]
+    if not names:
+        return ClassLabels.from_frame(pl.DataFrame({"class_key": classes}, schema={"class_key": pl.String}), classes)
+    return ClassLabels.from_frame(rows.select("class_key", *names).unique("class_key"), classes)
+
+
 def class_names(rows: pl.DataFrame, classes: list[str]) -> list[str]:
     """``"Benthic attribute / Growth form"`` per class key, from the rows' name columns when present."""
-    if "benthic_attribute_name" not in rows.columns:
-        return list(classes)
-    gf = pl.col("growth_form_name") if "growth_form_name" in rows.columns else pl.lit(None, pl.String)
-    named = rows.select("class_key", pl.col("benthic_attribute_name").alias("ba"), gf.alias("gf")).unique("class_key")
-    names = {k: (ba or k) + (f" / {g}" if g else "") for k, ba, g in named.iter_rows()}
-    return [names.get(c, c) for c in classes]
+    return class_labels(rows, classes).names
 
 
 def val_points(outcome: TrainOutcome) -> tuple[np.ndarray | None, np.ndarray | None, pl.DataFrame | None]:
@@ -119,6 +124,7 @@ def write_tables(work: Path, *, metrics: ValMetrics, outcome: TrainOutcome, name
         files[name] = path
 
     put("annotations_val.csv", val_table(outcome, names, rows))
+    put("classes.csv", class_labels(split.rows, list(outcome.classes)).frame())
     if selected is not None and selection is not None:
         put(selection.file_name, selected)
     put("split.parquet", split.rows.select([c for c in (*ROW_ID_COLUMNS, "class_key", "split")
@@ -195,6 +201,23 @@ def summary(result: RunResult, outcome: TrainOutcome, packed: PackedData) -> dic
         "sections": result.sections.to_dicts(),
         "classes": result.classes,
     }
+
+
+def write_report(work: Path, result: RunResult) -> Path:
+    """``report.html``: the run's metrics, plots (from ``metrics/``), tables with names, recipe and snapshot links."""
+    from mermaid_train.report import ReportInfo
+    from mermaid_train.report import write_report as write_page
+
+    counts = " / ".join(f"{result.counts.get(k, 0):,}" for k in ("train", "ref", "val"))
+    facts = (("annotations train / ref / val", counts),
+             ("classes (dropped as too rare)", f"{len(result.classes)} ({len(result.dropped_classes)})"),
+             ("recipe ID", result.recipe_id), ("preset", result.recipe.preset),
+             ("snapshot rows", f"{int(result.manifest.get('row_count', 0)):,}"),
+             ("snapshot content SHA-256", str(result.manifest.get("content_sha256", ""))))
+    info = ReportInfo(title=f"{result.run_name}: training report", kind="training", run_name=result.run_name,
+                      snapshot_id=result.snapshot_id, lake=result.lake, facts=facts,
+                      recipe={k: "" if v is None else str(v) for k, v in result.params.items()})
+    return write_page(work / "report.html", result.metrics, info, plots_dir=work / "metrics")
 
 
 def write_summary(path: Path, data: dict[str, Any]) -> Path:

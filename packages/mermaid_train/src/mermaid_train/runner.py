@@ -27,6 +27,7 @@ from spacer.messages import TrainClassifierReturnMsg
 
 from mermaid_train import leftovers, runfolder
 from mermaid_train.errors import LoggingFailed, TrackingError, TrainConfigError
+from mermaid_train.lineage import recipe_params
 from mermaid_train.options import (
     TIMESTAMP_FORMAT,
     AnnotationsSelection,
@@ -218,7 +219,8 @@ class TrainingRunner:
                 lake=str(lake.uri), out_dir=out_dir, model_path=out_dir / outcome.model_path.name, counts=counts,
                 classes=list(outcome.classes), dropped_classes=dropped, metrics=metrics, headline=headline,
                 epochs=outcome.epochs, best_epoch=outcome.best_epoch, previous_accuracies=previous,
-                passes_coralnet_rule=passes, runtime_s=runtime, sections=prof.frame(), params=self.params(outcome.recipe),
+                passes_coralnet_rule=passes, runtime_s=runtime, sections=prof.frame(),
+                params={**self.params(outcome.recipe), **recipe_params(manifest, lake)},  # the snapshot's recipe
                 recipe=outcome.recipe, recipe_id=outcome.recipe.recipe_id(sid),
                 packed_reused=bool(getattr(packed, "reused", False)), subsample=subsample,
                 logit_adjustment=outcome.report.logit_adjustment if outcome.report else None,
@@ -230,6 +232,7 @@ class TrainingRunner:
             files["classifier.pkl"] = work / outcome.model_path.name
             files["train_summary.yaml"] = runfolder.write_summary(
                 work / "train_summary.yaml", runfolder.summary(result, outcome, packed))
+            files["report.html"] = runfolder.write_report(work, result)
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             (work / leftovers.OWNER_FILE).unlink()
             os.replace(work, out_dir)
@@ -326,7 +329,7 @@ class MLflowTrainingRunner(TrainingRunner):
         params = {**super().params(recipe), **{k: v for k, v in flat_params(
             self.dataset_options, recipe, self.mlflow_options).items() if k.startswith("mlflow.")}}
         params["mlflow.experiment_name"] = self.mlflow_options.resolved_experiment()
-        params["mlflow.model_name"] = self.mlflow_options.resolved_model_name()
+        params["mlflow.model_name"] = self.model_name or self.mlflow_options.resolved_model_name() or ""
         params.pop("mlflow.tracking_uri", None)  # may hold credentials; the run's location says where it is
         return params
 
@@ -336,11 +339,22 @@ class MLflowTrainingRunner(TrainingRunner):
 
         super().preflight()
         self.mlflow_options.validate()
-        self.model_name = timestamped(validate_model_name(self.mlflow_options.resolved_model_name()))
-        if self.run_name is None:
-            self.run_name = self.model_name
         self.tracking_uri = resolve_tracking_uri(self.mlflow_options.tracking_uri)
         check_tracking(self.tracking_uri, self.mlflow_options.resolved_experiment())
+        # versions of one registered model accumulate; the run gets the date/time (as upstream names runs)
+        self.model_name = validate_model_name(self.mlflow_options.resolved_model_name() or self._recipe_model_name())
+        if self.run_name is None:
+            self.run_name = timestamped(self.model_name)
+
+    def _recipe_model_name(self) -> str:
+        """The default model name of the recipe: the snapshot's (an ID given), else the options' files."""
+        from mermaid_data.snapshot.lifecycle import manifest
+
+        from mermaid_train.lineage import model_name_from_manifest, model_name_from_options
+
+        if self.snapshot_id:
+            return model_name_from_manifest(manifest(self.lake, self.snapshot_id))
+        return model_name_from_options(self.dataset_options)
 
     def reclaim_leftovers(self) -> leftovers.CleanupReport:
         """Also mark FAILED the RUNNING runs of this experiment whose trainer died (a few seconds at most)."""

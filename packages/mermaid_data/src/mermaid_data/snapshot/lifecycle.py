@@ -35,7 +35,7 @@ from mermaid_data.snapshot.build import (
     snapshots_root,
 )
 from mermaid_data.snapshot.recipe import ID_PREFIX, Recipe, current_sql_hashes
-from mermaid_data.sqlfiles import sql_literal
+from mermaid_data.sqlfiles import load_sql, sql_literal
 from mermaid_data.tables import SNAPSHOTS, SOURCES, TABLES
 
 
@@ -221,26 +221,8 @@ def diff(lake: Lake, a: str, b: str) -> dict:
         for alias, sid in (("a", ida), ("b", idb)):
             con.execute(f"CREATE VIEW {alias} AS SELECT * FROM read_parquet("
                         f"{sql_literal(str(snapshot_uri(lake, sid).join(ROWS_FILE)))})")
-        added, removed, changed = con.execute(
-            """
-            SELECT count(*) FILTER (WHERE a.annotation_id IS NULL),
-                   count(*) FILTER (WHERE b.annotation_id IS NULL),
-                   count(*) FILTER (WHERE a.annotation_id IS NOT NULL AND b.annotation_id IS NOT NULL
-                       AND (a.benthic_attribute_id <> b.benthic_attribute_id OR a.growth_form_id <> b.growth_form_id))
-            FROM a FULL OUTER JOIN b ON a.annotation_id = b.annotation_id
-            """
-        ).fetchone()
-        labels = pl.from_arrow(con.execute(
-            """
-            WITH ca AS (SELECT benthic_attribute_id || '::' || growth_form_id AS class_key, count(*) AS n FROM a GROUP BY 1),
-                 cb AS (SELECT benthic_attribute_id || '::' || growth_form_id AS class_key, count(*) AS n FROM b GROUP BY 1)
-            SELECT coalesce(ca.class_key, cb.class_key) AS class_key, coalesce(ca.n, 0) AS a, coalesce(cb.n, 0) AS b,
-                   coalesce(cb.n, 0) - coalesce(ca.n, 0) AS delta
-            FROM ca FULL OUTER JOIN cb ON ca.class_key = cb.class_key
-            WHERE coalesce(ca.n, 0) <> coalesce(cb.n, 0)
-            ORDER BY abs(delta) DESC, class_key
-            """
-        ).to_arrow_table())
+        added, removed, changed = con.execute(load_sql("diff/rows")).fetchone()
+        labels = pl.from_arrow(con.execute(load_sql("diff/labels")).to_arrow_table())
     finally:
         con.close()
     ra, rb = ma["recipe"], mb["recipe"]

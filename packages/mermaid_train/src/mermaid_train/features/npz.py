@@ -33,6 +33,23 @@ def read_points(path: Path, uri: str, rows: np.ndarray, cols: np.ndarray, *, dim
 
     A corrupt file is removed from the cache (the next run fetches it again) and reported.
     """
+    f_rows, f_cols, feat = read_features(path, uri, dim=dim)
+    index, found = locate(f_rows, f_cols, rows, cols)
+    if not found.all():
+        bad = np.flatnonzero(~found)
+        r, c = int(rows[bad[0]]), int(cols[bad[0]])
+        raise FeatureError(
+            f"feature file has no point at (row, col) = ({r}, {c}) that the annotations name "
+            f"({len(bad)} of {len(rows)} annotated points missing)",
+            where=f"{uri} (cached as {path})",
+            fix="re-extract this image's features at the annotated points and re-ingest, or drop the image's "
+            "annotations from the snapshot",
+        )
+    return np.ascontiguousarray(feat[index], dtype=dtype)
+
+
+def read_features(path: Path, uri: str, *, dim: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, feat)`` of one cached feature file, checked (positions stored, shapes agree, ``dim``)."""
     where = f"{uri} (cached as {path})"
     try:
         data = load_npz(path)
@@ -58,23 +75,17 @@ def read_points(path: Path, uri: str, rows: np.ndarray, cols: np.ndarray, *, dim
     if dim is not None and feat.shape[1] != dim:
         raise FeatureError(f"feature dimension {feat.shape[1]} differs from the other files' {dim}", where=where,
                            fix="extract every image's features with the same feature extractor")
+    return f_rows, f_cols, feat
+
+
+def locate(f_rows: np.ndarray, f_cols: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index into the file's points, found)`` for each wanted (row, col) (module docstring)."""
     keys = f_rows.astype(np.int64) * _KEY_SHIFT + f_cols.astype(np.int64)
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    wanted = rows * _KEY_SHIFT + cols
+    wanted = np.asarray(rows, dtype=np.int64) * _KEY_SHIFT + np.asarray(cols, dtype=np.int64)
     pos = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
-    found = sorted_keys[pos] == wanted
-    if not found.all():
-        bad = np.flatnonzero(~found)
-        r, c = int(rows[bad[0]]), int(cols[bad[0]])
-        raise FeatureError(
-            f"feature file has no point at (row, col) = ({r}, {c}) that the annotations name "
-            f"({len(bad)} of {len(rows)} annotated points missing)",
-            where=where,
-            fix="re-extract this image's features at the annotated points and re-ingest, or drop the image's "
-            "annotations from the snapshot",
-        )
-    return np.ascontiguousarray(feat[order[pos]], dtype=dtype)
+    return order[pos], sorted_keys[pos] == wanted
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

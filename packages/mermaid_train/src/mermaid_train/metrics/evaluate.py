@@ -32,8 +32,9 @@ from mermaid_train.metrics.classification import (
     log_loss,
     mcc,
 )
+from mermaid_train.metrics.confusion import confusion_table
 from mermaid_train.metrics.cover import cover, per_source
-from mermaid_train.metrics.taxonomy import Taxonomy, error_split, root_confusion
+from mermaid_train.metrics.taxonomy import Taxonomy, error_split, root_breakdown, root_confusion
 
 if TYPE_CHECKING:
     from mermaid_train.model.train import EpochRecord
@@ -57,13 +58,15 @@ class ValMetrics:
     calibration: pl.DataFrame
     epochs: pl.DataFrame
     root_confusion: pl.DataFrame | None = None
+    roots: list[str] | None = None  # root group name per class (with a taxonomy)
 
     def confusion_frame(self) -> pl.DataFrame:
-        """The confusion matrix with a ``true_class`` column and one column per predicted class."""
-        data = {"true_class": self.classes}
-        for j, key in enumerate(self.classes):
-            data[key] = self.confusion[:, j].tolist()
-        return pl.DataFrame(data)
+        """The full confusion matrix in taxonomic order with names (``metrics.confusion.confusion_table``)."""
+        return confusion_table(self.confusion, self.classes, self.class_names, self.roots)
+
+    def taxonomy_breakdown(self) -> pl.DataFrame | None:
+        """Per true root group: points right, wrong growth form, same group, other group (None without roots)."""
+        return None if self.roots is None else root_breakdown(self.confusion, self.classes, self.roots)
 
     def write(self, out_dir: str | Path, *, plots_too: bool = True) -> dict[str, Path]:
         """Write metrics.json, the CSV tables and (with ``plots_too``) the PNGs; return name -> path."""
@@ -74,6 +77,7 @@ class ValMetrics:
                   "calibration.csv": self.calibration, "epochs.csv": self.epochs}
         if self.root_confusion is not None:
             tables["root_confusion.csv"] = self.root_confusion
+            tables["taxonomy_errors.csv"] = self.taxonomy_breakdown()
         files = {"metrics.json": out / "metrics.json"}
         files["metrics.json"].write_text(json.dumps(
             {k: v for k, v in self.headline.items() if not math.isnan(v)}, indent=2, sort_keys=True))
@@ -81,8 +85,19 @@ class ValMetrics:
             files[name] = out / name
             table.write_csv(files[name])
         if plots_too:
-            files["confusion_matrix.png"] = plots.plot_confusion(self, out / "confusion_matrix.png")
-            files["reliability.png"] = plots.plot_reliability(self, out / "reliability.png")
+            files.update(self.write_plots(out))
+        return files
+
+    def write_plots(self, out_dir: str | Path) -> dict[str, Path]:
+        """The PNGs (``metrics.plots``); returns name -> path. The report embeds the same files."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"confusion_matrix.png": plots.plot_confusion(self, out / "confusion_matrix.png"),
+                 "per_class_f1.png": plots.plot_per_class(self, out / "per_class_f1.png"),
+                 "reliability.png": plots.plot_reliability(self, out / "reliability.png")}
+        if self.roots is not None:
+            files["taxonomy_errors.png"] = plots.plot_taxonomy(self, out / "taxonomy_errors.png")
+        if self.epochs.height:
             files["epochs.png"] = plots.plot_epochs(self, out / "epochs.png")
         return files
 
@@ -162,10 +177,11 @@ def compute_val_metrics(
         headline["source_accuracy_max"] = float(acc.max())
         headline["val_sources"] = float(by_source.height)
 
-    roots = None
+    roots = root_names = None
     if taxonomy is not None:
         headline.update(error_split(yt, yp, classes, taxonomy))
         roots = root_confusion(yt[~correct], yp[~correct], classes, taxonomy)
+        root_names = taxonomy.root_names(classes)
 
     per_label = pl.DataFrame(
         {
@@ -179,7 +195,10 @@ def compute_val_metrics(
             "cover_bias_pp": cover_bias,
             "cover_rmse_pp": cover_rmse,
         }
-    ).sort(["support", "class_key"], descending=[True, False])
+    )
+    if root_names is not None:
+        per_label = per_label.insert_column(2, pl.Series("root_group", root_names, dtype=pl.String))
+    per_label = per_label.sort(["support", "class_key"], descending=[True, False])
 
     records = list(epochs)
     best = best_epoch if best_epoch is not None else len(records) - 1
@@ -201,7 +220,7 @@ def compute_val_metrics(
         if seconds:
             headline["train_epochs_seconds"] = float(sum(seconds))
     return ValMetrics(headline, classes, names, counts, per_label, by_source, per_image, calibration, epoch_table,
-                      roots)
+                      roots, root_names)
 
 
 def _split_scores(scores, n: int, k: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -6,6 +6,8 @@ chain, ``sql/train/ba_roots.sql``). A wrong prediction is
 - ``same_ba``: the right benthic attribute with the wrong growth form;
 - ``same_root``: another attribute of the same root group (e.g. two hard corals), ``same_ba`` included;
 - ``other_root``: an attribute of another root group (e.g. a hard coral called an alga).
+
+``root_breakdown`` counts the same per true root group (the report's taxonomic view).
 """
 
 from __future__ import annotations
@@ -70,3 +72,23 @@ def root_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str
     frame = pl.DataFrame({"true_root": names[y_true].astype(str), "predicted_root": names[y_pred].astype(str)})
     return frame.group_by("true_root", "predicted_root").len("annotations").sort(
         ["annotations", "true_root", "predicted_root"], descending=[True, False, False])
+
+
+def root_breakdown(counts: np.ndarray, classes: Sequence[str], roots: Sequence[str]) -> pl.DataFrame:
+    """Per true root group: its val points, and how many were right, a wrong growth form of the right
+    attribute, another attribute of the same group, or a class of another group (from the confusion counts)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    ba = np.asarray([c.split("::", 1)[0] for c in classes], dtype=object)
+    root = np.asarray(list(roots), dtype=object)
+    same_ba = ba[:, None] == ba[None, :]
+    same_root = root[:, None] == root[None, :]
+    diagonal = np.eye(len(classes), dtype=bool)
+    per_class = {
+        "correct": (counts * diagonal).sum(axis=1),
+        "wrong_growth_form": (counts * (same_ba & ~diagonal)).sum(axis=1),
+        "same_group": (counts * (same_root & ~same_ba)).sum(axis=1),
+        "other_group": (counts * ~same_root).sum(axis=1),
+    }
+    frame = pl.DataFrame({"root_group": root.astype(str), "points": counts.sum(axis=1), **per_class})
+    return (frame.group_by("root_group").agg(pl.all().sum())
+            .filter(pl.col("points") > 0).sort(["points", "root_group"], descending=[True, False]))

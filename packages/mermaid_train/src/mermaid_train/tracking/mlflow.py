@@ -2,14 +2,20 @@
 
 Layout of a logged run (see docs/training.md):
 
-- params: every option (``dataset.*``, ``training.*`` = the resolved recipe, ``mlflow.*``) plus
-  ``snapshot_id`` and ``recipe_id`` (the run's identity: the snapshot and every training option);
+- params: every option (``dataset.*`` = the snapshot's recipe, ``training.*`` = the resolved recipe,
+  ``mlflow.*``), the snapshot's lineage (``snapshot.*``: spec files, input versions; ``mermaid_train.lineage``)
+  plus ``snapshot_id`` and ``recipe_id`` (the run's identity: the snapshot and every training option);
 - metrics: the headline val metrics at step 0; per epoch (step = epoch) ``train_loss``, ``ref_loss``,
   ``ref_accuracy``, ``ref_balanced_accuracy``, ``epoch_seconds``;
 - artifacts: the run folder (``mermaid_train.runfolder``);
-- the model: sklearn flavor (skops format, explicit pip requirements) under ``model``, registered under
-  the timestamped model name;
-- the snapshot as a dataset input (name = snapshot ID, digest = its ``content_sha256``), context training.
+- the model under ``model`` (``tracking/model.py``): a python_function that returns class names and takes
+  float32 or float64, and the sklearn flavor (skops format) over the same file; explicit pip requirements;
+  registered as a new version of the model name (the run is named ``<model name>-<date/time>``), the
+  version tagged with the snapshot ID and the headline metrics;
+- the snapshot as a dataset input (name = snapshot ID, digest = its ``content_sha256``), context training;
+- the experiment tagged ``mlflow.experimentKind=custom_model_development``, and its links in the
+  "model training" view of MLflow's UI (``ui_urls``): without ``?workflowType=machine_learning`` MLflow 3's
+  UI opens an experiment on its GenAI overview.
 
 Every MLflow call while logging is bounded (``bounded``): each HTTP request by MLflow's own settings
 (``MLFLOW_HTTP_REQUEST_TIMEOUT``, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, backoff; set only around our calls,
@@ -50,7 +56,10 @@ SKOPS_TRUSTED_TYPES = (
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
 )
-DIGEST_CHARS = 32  # MLflow stores dataset digests in 36 characters
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI: a machine-learning experiment, not GenAI
+#: Version tags: headline metrics copied onto each registered model version.
+VERSION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top_3_accuracy")
 FIX_SERVER = ("start the server (`mlflow server --host 127.0.0.1 --port 5000`), correct MLFLOW_TRACKING_URI, "
               "or unset it to log to ./mlflow.db")
 
@@ -317,6 +326,7 @@ def _artifact_root(uri: str) -> str | None:
 
 
 def experiment_id(uri: str, name: str) -> str:
+    """The experiment's ID (created, or restored if deleted), tagged as a machine-learning experiment."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -324,8 +334,26 @@ def experiment_id(uri: str, name: str) -> str:
     if found is not None:
         if found.lifecycle_stage == "deleted":  # deleted in the UI: its name is still taken; bring it back
             client.restore_experiment(found.experiment_id)
+        if EXPERIMENT_KIND_TAG not in (found.tags or {}):  # an experiment of ours from before, or MLflow's own
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
-    return client.create_experiment(name, artifact_location=_artifact_root(uri))
+    return client.create_experiment(name, artifact_location=_artifact_root(uri),
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+def ui_urls(uri: str, exp_id: str, run_id: str | None = None) -> dict[str, str]:
+    """``experiment_url`` (its runs table) and ``run_url`` in MLflow's UI, for an ``http(s)`` tracking URI.
+
+    MLflow 3.17's UI starts in its GenAI view (``#/experiments/<id>`` opens the GenAI overview, whatever
+    the experiment's tags); ``?workflowType=machine_learning`` opens the model-training view instead.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return {}
+    base = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs"
+    out = {"experiment_url": f"{base}?workflowType=machine_learning"}
+    if run_id:
+        out["run_url"] = f"{base}/{run_id}?workflowType=machine_learning"
+    return out
 
 
 def pip_requirements() -> list[str]:
@@ -359,10 +387,17 @@ def _schema(columns: dict[str, str]):
 
 
 def snapshot_dataset(result: RunResult):
-    """The snapshot as an MLflow dataset: name = snapshot ID, digest = content SHA-256, source = its rows."""
+    """The run's snapshot as an MLflow dataset (``dataset_of``)."""
+    return dataset_of(result.lake, result.snapshot_id, result.manifest, result.rows_schema)
+
+
+def dataset_of(lake: str, snapshot_id: str, manifest: dict, columns: dict[str, str]):
+    """A snapshot as an MLflow dataset: name = snapshot ID, digest = content SHA-256, source = its rows."""
     from mlflow.data.meta_dataset import MetaDataset
 
-    rows_uri = f"{result.lake.rstrip('/')}/snapshots/{result.snapshot_id}/rows.parquet"
+    from mermaid_train.lineage import snapshot_digest
+
+    rows_uri = f"{lake.rstrip('/')}/snapshots/{snapshot_id}/rows.parquet"
     try:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
 
@@ -373,8 +408,7 @@ def snapshot_dataset(result: RunResult):
         from mlflow.data.http_dataset_source import HTTPDatasetSource
 
         source = HTTPDatasetSource(url=rows_uri)
-    digest = (result.manifest.get("content_sha256") or "")[:DIGEST_CHARS] or None
-    return MetaDataset(source, name=result.snapshot_id, digest=digest, schema=_schema(result.rows_schema))
+    return MetaDataset(source, name=snapshot_id, digest=snapshot_digest(manifest) or None, schema=_schema(columns))
 
 
 @dataclass
@@ -439,12 +473,11 @@ def log_run(
 def _log(result: RunResult, uri: str, experiment: str, model_name: str, register: bool,
          state: _LogState | None = None) -> dict[str, str | None]:
     import mlflow
-    import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
-    from mlflow.models import infer_signature
 
     from mermaid_train.model.export import load_classifier
+    from mermaid_train.tracking.model import log_model, model_labels
 
     state = state or _LogState(SilentProgress())
     client = MlflowClient(tracking_uri=uri)
@@ -457,6 +490,7 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         "mermaid.preset": result.recipe.preset,
         "mermaid.recipe_id": result.recipe_id,
         "mermaid.model_name": model_name,
+        "mermaid.run_kind": "training",
         "mlflow.note.content": _note(result),
     }
     state.at("the run")
@@ -500,16 +534,13 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
             mlflow.log_artifacts(str(result.out_dir))
             state.at("the model")
             model = load_classifier(str(result.files["classifier.pkl"]))
-            signature = None
-            if result.example_x is not None and len(result.example_x):
-                signature = infer_signature(result.example_x, model.predict(result.example_x))
-            info = mlflow.sklearn.log_model(
+            info = log_model(  # python_function (names, float32/float64) + sklearn flavors: tracking/model.py
                 model,
+                result.files["classifier.pkl"],
+                model_labels(result, model),
                 name="model",
-                serialization_format="skops",
-                skops_trusted_types=trusted_types(model),
+                trusted=trusted_types(model),
                 pip_requirements=pip_requirements(),
-                signature=signature,
                 registered_model_name=model_name if register else None,
                 await_registration_for=60,
                 tags={"snapshot_id": result.snapshot_id},
@@ -519,9 +550,8 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
         if register:
             state.at("the registry")
             version = str(info.registered_model_version)
-            client.set_model_version_tag(model_name, version, "snapshot_id", result.snapshot_id)
-            client.set_model_version_tag(model_name, version, "recipe_id", result.recipe_id)
-            client.set_model_version_tag(model_name, version, "accuracy", f"{result.headline['accuracy']:.4f}")
+            for key, value in version_tags(result).items():
+                client.set_model_version_tag(model_name, version, key, value)
             logged.update(registered_model=model_name, registered_version=version,
                           model_uri=f"models:/{model_name}/{version}")
         state.at("the run's status")
@@ -529,10 +559,25 @@ def _log(result: RunResult, uri: str, experiment: str, model_name: str, register
     finally:
         if status == "FINISHED":  # on failure, log_run marks it FAILED (bounded: the server may be gone)
             client.set_terminated(run_id, status=status)
-    logged.update(tracking_uri=uri, experiment_id=exp_id, run_id=run_id)
-    if uri.startswith(("http://", "https://")):
-        logged["run_url"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    logged.update(tracking_uri=uri, experiment_id=exp_id, run_id=run_id, **ui_urls(uri, exp_id, run_id))
     return logged
+
+
+def version_tags(result: RunResult) -> dict[str, str]:
+    """A registered model version's tags: what it was trained on, by which run, and how well it did on val."""
+    from mermaid_train.lineage import snapshot_digest
+
+    tags = {"snapshot_id": result.snapshot_id, "snapshot_digest": snapshot_digest(result.manifest),
+            "recipe_id": result.recipe_id, "run_name": result.run_name}
+    name = result.manifest.get("name")
+    if name:
+        tags["snapshot_name"] = str(name)
+    for key in VERSION_METRICS:
+        value = result.headline.get(key)
+        if value is not None and not math.isnan(value):
+            tags[key] = f"{value:.4f}"
+    tags["val_points"] = str(result.counts.get("val", ""))
+    return tags
 
 
 def _now_ms() -> int:
@@ -557,6 +602,6 @@ def _note(result: RunResult) -> str:
             f"{h['balanced_accuracy']:.3f}, macro F1 {h['macro_f1']:.3f}.")
 
 
-__all__ = ["SKOPS_TRUSTED_TYPES", "LoggingFailed", "bounded", "check_tracking", "default_tracking_uri", "experiment_id",
-           "fail_orphaned_runs", "log_run", "mark_failed", "pip_requirements", "resolve_tracking_uri",
-           "snapshot_dataset", "tracking", "trusted_types", "within"]
+__all__ = ["SKOPS_TRUSTED_TYPES", "LoggingFailed", "bounded", "check_tracking", "dataset_of", "default_tracking_uri",
+           "experiment_id", "fail_orphaned_runs", "log_run", "mark_failed", "pip_requirements", "resolve_tracking_uri",
+           "snapshot_dataset", "tracking", "trusted_types", "ui_urls", "version_tags", "within"]
