@@ -91,7 +91,6 @@ def write_recipe(workdir: Path, seed: int) -> dict:
     rng = random.Random(seed)
     rollup_from = rng.sample(pairs, min(200, len(pairs)))
     rules = [(ba, gf, rng.choice(bas), "") for ba, gf in rollup_from]
-    targets = sorted({(r[2], r[3]) for r in rules} | set(pairs))
     # the 110 most frequent classes, as upstream's "top-108" recipes pick them (a random sample of the
     # real taxonomy's long tail keeps few rows: 222,493 of 22.2M on the bundled-taxonomy generator)
     included = pairs[:110]

@@ -131,7 +131,7 @@ def test_server_killed_mid_logging_keeps_the_model_in_one_line_and_in_bounded_ti
     logged = runs_found[0]
     assert logged.data.params["snapshot_id"] == train_lake.snapshot_id and "accuracy" in logged.data.metrics
     assert {a.path for a in client.list_artifacts(logged.info.run_id)} >= {"classifier.pkl", "train_summary.yaml"}
-    assert client.search_model_versions(f"name='{folder.name}'")[0].run_id == logged.info.run_id
+    assert client.search_model_versions("name='dies'")[0].run_id == logged.info.run_id
     assert not (folder / PENDING_FILE).exists()
     again = CliRunner().invoke(__import__("mermaid_train.cli", fromlist=["app"]).app, ["log", str(folder)])
     assert again.exit_code == 2 and "no run waiting to be logged" in again.output

@@ -39,7 +39,7 @@ from mermaid_data.settings import get_settings as get_data_settings
 from mermaid_train import runfolder
 from mermaid_train.errors import ModelError, TrainConfigError, TrainDataError
 from mermaid_train.lineage import snapshot_digest
-from mermaid_train.model.load import HTTP_LIMITS, LoadedModel, ModelRef, load_model
+from mermaid_train.model.load import LoadedModel, ModelRef, load_model
 from mermaid_train.options import TIMESTAMP_FORMAT, get_train_settings
 from mermaid_train.results import EvaluationResult, EvaluationScores
 
@@ -206,10 +206,10 @@ def val_annotation_ids(ref: ModelRef, tracking_uri: str | None) -> pl.Series:
     elif ref.run_id is not None and tracking_uri:
         from mlflow import MlflowClient
 
-        from mermaid_train.tracking.mlflow import _env
+        from mermaid_train.tracking.mlflow import bounded
 
         client = MlflowClient(tracking_uri=tracking_uri)
-        with _env(**HTTP_LIMITS), tempfile.TemporaryDirectory(prefix="mermaid-eval-") as tmp:
+        with bounded(), tempfile.TemporaryDirectory(prefix="mermaid-eval-") as tmp:
             if SPLIT_FILE not in {a.path for a in client.list_artifacts(ref.run_id)}:
                 raise ModelError(f"the model's training run {ref.run_id} has no {SPLIT_FILE}, so its val set is "
                                  "unknown", where=ref.uri, fix="use --rows all")

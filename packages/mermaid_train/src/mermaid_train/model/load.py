@@ -12,7 +12,7 @@ MLflow models logged by mermaid-train load their pyspacer ``classifier.pkl`` art
 logged before the python_function with names, too) their sklearn flavor; classifier files load through
 pyspacer's ``load_classifier``. A URI that names nothing is a
 ``ModelError`` that lists the nearest registered names, versions, aliases, artifacts or files. Every
-MLflow call is bounded (one retry, the tracking probe first).
+MLflow call is bounded (``tracking.mlflow.bounded``; the tracking probe first).
 
 ``LoadedModel.ref`` (a ``ModelRef``) says what the model is and what is known of its training: the
 registered name and version, the training run (ID, name, experiment), MLflow 3's logged model, the
@@ -41,7 +41,6 @@ _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alia
 _RUNS = re.compile(r"^runs:/(?P<run>[0-9a-zA-Z]+)(?:/(?P<path>.*))?$")
 FIX_URI = ("pass models:/<name>/<version>, models:/<name>@<alias>, runs:/<run id>/model or a classifier file "
            "(path or s3://)")
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 CLASSIFIER_FILE = "classifier.pkl"
 SUMMARY_FILE = "train_summary.yaml"  # a TrainingRunner folder's summary (its snapshot ID)
 
@@ -138,7 +137,7 @@ def _client(tracking_uri: str | None):
 def _registered(text: str, tracking_uri: str | None) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
-    from mermaid_train.tracking.mlflow import _env
+    from mermaid_train.tracking.mlflow import bounded
 
     match = _MODELS.match(text)
     if match is None:
@@ -146,7 +145,7 @@ def _registered(text: str, tracking_uri: str | None) -> LoadedModel:
     name, version, alias = match["name"], match["version"], match["alias"]
     client, resolved = _client(tracking_uri)
     where = f"{text} (tracking URI {resolved})"
-    with _env(**HTTP_LIMITS):
+    with bounded():
         try:
             client.get_registered_model(name)
         except MlflowException as exc:
@@ -193,7 +192,7 @@ def _registered(text: str, tracking_uri: str | None) -> LoadedModel:
 def _run_artifact(text: str, tracking_uri: str | None) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
-    from mermaid_train.tracking.mlflow import _env
+    from mermaid_train.tracking.mlflow import bounded
 
     match = _RUNS.match(text)
     if match is None:
@@ -201,7 +200,7 @@ def _run_artifact(text: str, tracking_uri: str | None) -> LoadedModel:
     run_id, path = match["run"], (match["path"] or "").strip("/")
     client, resolved = _client(tracking_uri)
     where = f"{text} (tracking URI {resolved})"
-    with _env(**HTTP_LIMITS):
+    with bounded():
         try:
             run = client.get_run(run_id)
         except MlflowException as exc:
@@ -399,4 +398,4 @@ def _nearest(wanted: str, names: Iterable[str], what: str) -> str:
     return f"; nearest {what}: {', '.join(near)}"
 
 
-__all__ = ["CLASSIFIER_FILE", "FIX_URI", "HTTP_LIMITS", "LoadedModel", "ModelRef", "load_model"]
+__all__ = ["CLASSIFIER_FILE", "FIX_URI", "LoadedModel", "ModelRef", "load_model"]

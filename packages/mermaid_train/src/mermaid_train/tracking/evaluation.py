@@ -64,11 +64,11 @@ def evaluation_params(result: EvaluationResult, lake=None) -> dict[str, Any]:
 def log_evaluation(result: EvaluationResult, *, tracking_uri: str, experiment: str | None = None,
                    progress: Progress | None = None) -> dict[str, str | None]:
     """Log ``result`` as an evaluation run (module docstring); returns the result's MLflow fields."""
-    from mermaid_train.tracking.mlflow import _env, tracking
+    from mermaid_train.tracking.mlflow import bounded, tracking
 
     progress = progress or SilentProgress()
     with progress.task(f"log the evaluation to MLflow ({tracking_uri})"), tracking(tracking_uri), \
-            _env(MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true"):
+            bounded():  # URL printing off, every request bounded
         return _log(result, tracking_uri, experiment)
 
 
