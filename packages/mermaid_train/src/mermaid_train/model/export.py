@@ -113,9 +113,16 @@ def load_classifier(uri: str | Path):
 
 
 def predict_proba(model, x: np.ndarray, indices: np.ndarray, *, chunk: int = EVAL_CHUNK) -> np.ndarray:
-    """``model.predict_proba`` of the packed rows ``indices`` (float64 ``[n, classes]``), in chunks."""
+    """``model.predict_proba`` of the packed rows ``indices`` (float64 ``[n, classes]``), in chunks.
+
+    Scored as ``predict`` scores (``ranking.fast_proba`` for pyspacer's classifier, scikit-learn's own
+    ``predict_proba`` for anything else), so training, ``evaluate`` and ``predict`` give the same numbers.
+    """
+    from mermaid_train.model.ranking import fast_proba
+
+    score = fast_proba(model) or model.predict_proba
     out = np.empty((len(indices), len(model.classes_)), dtype=np.float64)
     for start in range(0, len(indices), chunk):
         part = indices[start:start + chunk]
-        out[start:start + len(part)] = model.predict_proba(gather(x, part))
+        out[start:start + len(part)] = score(gather(x, part))
     return out
