@@ -243,7 +243,6 @@ def compare_on(
 ) -> ModelComparison:
     """Every model scored on ``snapshot`` (module docstring): every reference is resolved before any is scored."""
     from mermaid_data.lake import Lake
-    from mermaid_data.settings import get_settings as get_data_settings
     from mermaid_data.snapshot.lifecycle import manifest as read_manifest
     from mermaid_data.snapshot.lifecycle import resolve
 
@@ -261,7 +260,7 @@ def compare_on(
     if mlflow or any(m.startswith(("models:/", "runs:/")) for m in models):
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking(uri, experiment or get_train_settings().experiment_name)
-    lake_obj = Lake.open(lake or get_data_settings().lake_uri)
+    lake_obj = Lake.open(lake)  # default: MERMAID_LAKE_URI
     sid = resolve(lake_obj, snapshot)
     manifest = read_manifest(lake_obj, sid)
     loaded = [load_model(m, tracking_uri=uri) for m in models]  # every reference checked before any work

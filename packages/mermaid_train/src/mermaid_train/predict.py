@@ -136,7 +136,9 @@ def predict(
         points, taxonomy = _snapshot_points(snapshot, lake)
     else:
         points = _feature_points(features, points_csv)
-        taxonomy = TaxonomyNames.from_lake(_open_lake(lake)) if lake else TaxonomyNames.bundled()
+        from mermaid_data.lake import Lake
+
+        taxonomy = TaxonomyNames.from_lake(Lake.open(lake)) if lake else TaxonomyNames.bundled()
     labels = taxonomy.labels(loaded.classes).fill(loaded.labels)
     seconds["points"] = time.perf_counter() - started
 
@@ -198,22 +200,16 @@ def _check_options(snapshot, features, points_csv, top_k, min_confidence) -> Non
                                fix="pass a value in [0, 1], e.g. 0.5 (MERMAID's threshold)")
 
 
-def _open_lake(uri: str | None):
-    from mermaid_data.lake import Lake
-
-    from mermaid_train.options import DatasetOptions
-
-    return Lake.open(uri or DatasetOptions().lake_uri())
-
-
 # ---- points ------------------------------------------------------------------------------------------
 
 
 def _snapshot_points(snapshot: str, lake_uri: str | None) -> tuple[_Points, TaxonomyNames]:
+    from mermaid_data.lake import Lake
+
     from mermaid_train.features.pack import feature_uris
     from mermaid_train.split import load_snapshot_rows
 
-    lake = _open_lake(lake_uri)
+    lake = Lake.open(lake_uri)
     sid, manifest, rows = load_snapshot_rows(lake, snapshot)
     table = feature_uris(lake, rows)
     lacking = table.filter(pl.col("feature_uri").is_null())

@@ -83,7 +83,7 @@ def evaluate(
         raise TrainConfigError(f"rows {rows!r} is not one of {', '.join(ROWS)}",
                                fix="pass --rows all (every row of the snapshot) or --rows val (the model's own val set)")
     out_root = _out_root(out_dir)
-    lake_obj = Lake.open(lake or get_data_settings().lake_uri)
+    lake_obj = Lake.open(lake)  # default: MERMAID_LAKE_URI
     uri = None
     reference = model.ref.uri if isinstance(model, LoadedModel) else str(model)
     if mlflow or reference.startswith(("models:/", "runs:/")):
